@@ -1,0 +1,42 @@
+# Two commands set everything up on a fresh machine: `make run` and `make test`.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+RUN_ENV := set -a && . .data/run.env && set +a
+TEST_ENV := set -a && . .data/test.env && set +a
+
+.PHONY: install run stop status logs test bench clean-data
+
+$(STAMP): pyproject.toml
+	@command -v python3 >/dev/null || { echo "python3 is required"; exit 1; }
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+## Start the whole stack (Postgres, RabbitMQ, six services) and seed a demo chatbot.
+run: install
+	$(PY) -m scripts.infra ensure --profile run
+	$(RUN_ENV) && $(PY) -m scripts.stack up
+
+stop:
+	$(RUN_ENV) && $(PY) -m scripts.stack down
+
+status:
+	$(RUN_ENV) && $(PY) -m scripts.stack status
+
+logs:
+	tail -n 50 -F var/log/*.log
+
+## Unit, integration (real Postgres and RabbitMQ) and end-to-end tests (real supervisord).
+test: install
+	$(PY) -m scripts.infra ensure --profile test
+	$(TEST_ENV) && $(PY) -m pytest $(PYTEST_ARGS)
+
+## Benchmarks against the running processes; writes docs/benchmarks.md.
+bench: install
+	$(PY) -m scripts.infra ensure --profile test
+	$(TEST_ENV) && $(PY) -m scripts.bench

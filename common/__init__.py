@@ -1,0 +1,1 @@
+"""Shared library of the avatarchat services. Imports nothing from services/."""

@@ -1,0 +1,306 @@
+"""The event bus on aio-pika.
+
+- One durable topic exchange per event class, named after the class. Routing keys are the
+  conversation id (or the tenant id), so a gateway can bind just the conversations it streams.
+- One durable queue per (event class, subscribing service): ``<EventClass>.<service>``; replicas
+  of a service compete on it. Retries go through ``<queue>.retry`` (a per-message TTL, then
+  back to the queue) a bounded number of times, then to ``<queue>.dlq`` with the reason.
+- Persistent messages (except transient stream events), publisher confirms, and
+  ``mandatory`` publishing so an event no queue takes raises instead of vanishing.
+- Messages are acked only after the handler returned, i.e. after its transaction committed.
+- Gateways bind an exclusive, server-named queue per process for stream events.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Awaitable, Callable
+
+import aio_pika
+from aio_pika import DeliveryMode, ExchangeType, Message
+from aio_pika.abc import (AbstractChannel, AbstractExchange, AbstractIncomingMessage,
+                          AbstractQueue, AbstractRobustConnection)
+from pydantic import ValidationError
+
+from common import metrics
+from common.events import EVENT_TYPES, STREAM_EVENTS, Event
+from common.logging import bound_contextvars, get_logger
+from common.topology import SUBSCRIPTIONS, durable_queues, queue_name
+
+log = get_logger(__name__)
+
+Handler = Callable[[Any], Awaitable[None]]
+
+
+class BusError(RuntimeError):
+    pass
+
+
+@dataclass
+class _Subscription:
+    event_cls: type[Event]
+    handler: Handler
+    queue: str
+    prefetch: int
+
+
+def retry_queue(queue: str) -> str:
+    return f"{queue}.retry"
+
+
+def dead_letter_queue(queue: str) -> str:
+    return f"{queue}.dlq"
+
+
+class Bus:
+    def __init__(self, url: str, service: str, *, prefetch: int = 64, max_retries: int = 5,
+                 retry_delay_ms: int = 500):
+        self.url = url
+        self.service = service
+        self.prefetch = prefetch
+        self.max_retries = max_retries
+        self.retry_delay_ms = retry_delay_ms
+        self.connection: AbstractRobustConnection | None = None
+        self._publish_channel: AbstractChannel | None = None
+        self._exchanges: dict[str, AbstractExchange] = {}
+        self._subscriptions: list[_Subscription] = []
+        self._consumers: list[tuple[AbstractQueue, str]] = []
+        self._inflight: set[asyncio.Task] = set()
+        self._stream_queue: AbstractQueue | None = None
+        self._stream_bindings: dict[str, int] = {}
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        self.connection = await aio_pika.connect_robust(self.url, client_properties={
+            "connection_name": f"avatarchat-{self.service}"})
+        self._publish_channel = await self.connection.channel(
+            publisher_confirms=True, on_return_raises=True)
+        await self.declare_topology()
+
+    @property
+    def is_connected(self) -> bool:
+        return bool(self.connection and not self.connection.is_closed
+                    and self._publish_channel and not self._publish_channel.is_closed)
+
+    async def close(self) -> None:
+        await self.stop_consuming()
+        if self.connection is not None:
+            await self.connection.close()
+            self.connection = None
+
+    async def declare_topology(self) -> None:
+        """Declare every exchange and every service's durable queues (idempotent)."""
+        channel = self._publish_channel
+        assert channel is not None
+        for name in EVENT_TYPES:
+            await self._exchange(name)
+        for event_name, queue in durable_queues():
+            await channel.declare_queue(dead_letter_queue(queue), durable=True)
+            await channel.declare_queue(retry_queue(queue), durable=True, arguments={
+                "x-dead-letter-exchange": "", "x-dead-letter-routing-key": queue})
+            q = await channel.declare_queue(queue, durable=True)
+            await q.bind(self._exchanges[event_name], routing_key="#")
+
+    async def _exchange(self, name: str) -> AbstractExchange:
+        exchange = self._exchanges.get(name)
+        if exchange is None:
+            assert self._publish_channel is not None, "Bus.connect() first"
+            exchange = await self._publish_channel.declare_exchange(name, ExchangeType.TOPIC, durable=True)
+            self._exchanges[name] = exchange
+        return exchange
+
+    # --- publishing ------------------------------------------------------------------------
+
+    async def publish(self, event: Event) -> None:
+        await self.publish_raw(event.name(), event.routing_key(), event.model_dump(mode="json"))
+
+    async def publish_raw(self, event_type: str, routing_key: str, body: dict) -> None:
+        cls = EVENT_TYPES[event_type]
+        exchange = await self._exchange(event_type)
+        message = Message(
+            json.dumps(body, separators=(",", ":")).encode(),
+            content_type="application/json",
+            type=event_type,
+            message_id=str(body["event_id"]),
+            correlation_id=body.get("correlation_id"),
+            delivery_mode=DeliveryMode.NOT_PERSISTENT if cls.transient else DeliveryMode.PERSISTENT,
+        )
+        try:
+            # Transient stream events go only to gateways that stream the conversation, if any.
+            await exchange.publish(message, routing_key=routing_key, mandatory=not cls.transient)
+        except aio_pika.exceptions.PublishError as exc:
+            raise BusError(f"{event_type} was not routed to any queue") from exc
+        metrics.EVENTS_PUBLISHED.labels(self.service, event_type).inc()
+
+    # --- consuming -------------------------------------------------------------------------
+
+    def subscribe(self, event_cls: type[Event], handler: Handler, *, prefetch: int | None = None) -> None:
+        """Register ``handler`` for ``event_cls`` on this service's durable queue.
+
+        The handler must be idempotent (see ``common.db.claim``); the message is acked when it
+        returns, retried when it raises.
+        """
+        if event_cls not in SUBSCRIPTIONS.get(self.service, ()):
+            raise BusError(f"{self.service} does not subscribe to {event_cls.name()} in common/topology.py")
+        self._subscriptions.append(_Subscription(
+            event_cls, handler, queue_name(event_cls, self.service), prefetch or self.prefetch))
+
+    async def start_consuming(self) -> None:
+        assert self.connection is not None
+        for sub in self._subscriptions:
+            channel = await self.connection.channel()
+            await channel.set_qos(prefetch_count=sub.prefetch)
+            queue = await channel.declare_queue(sub.queue, durable=True)
+            tag = await queue.consume(self._consumer(sub))
+            self._consumers.append((queue, tag))
+            log.info("consuming", queue=sub.queue)
+
+    def _consumer(self, sub: _Subscription) -> Callable[[AbstractIncomingMessage], Awaitable[None]]:
+        async def on_message(message: AbstractIncomingMessage) -> None:
+            task = asyncio.current_task()
+            self._inflight.add(task)
+            try:
+                await self._handle(sub, message)
+            finally:
+                self._inflight.discard(task)
+        return on_message
+
+    async def _handle(self, sub: _Subscription, message: AbstractIncomingMessage) -> None:
+        name = sub.event_cls.name()
+        try:
+            event = sub.event_cls.model_validate_json(message.body)
+        except ValidationError as exc:
+            await self._dead_letter(sub.queue, message, f"malformed event: {exc.errors()[:3]}")
+            metrics.EVENTS_DEAD_LETTERED.labels(self.service, name).inc()
+            await message.ack()
+            return
+        with bound_contextvars(correlation_id=event.correlation_id, event=name,
+                               event_id=str(event.event_id), tenant_id=str(event.tenant_id)):
+            try:
+                await sub.handler(event)
+            except asyncio.CancelledError:
+                await self._requeue(message)
+                raise
+            except Exception as exc:  # noqa: BLE001 - every failure is retried, then dead-lettered
+                await self._retry_or_dead_letter(sub, message, exc)
+                return
+            await message.ack()
+            metrics.EVENTS_CONSUMED.labels(self.service, name).inc()
+
+    async def _requeue(self, message: AbstractIncomingMessage) -> None:
+        try:
+            await message.nack(requeue=True)
+        except Exception:  # channel already gone: the broker redelivers unacked messages
+            pass
+
+    async def _retry_or_dead_letter(self, sub: _Subscription, message: AbstractIncomingMessage,
+                                    exc: Exception) -> None:
+        name = sub.event_cls.name()
+        attempt = int((message.headers or {}).get("x-attempt", 0)) + 1
+        try:
+            if attempt > self.max_retries:
+                log.error("handler_failed_dead_lettered", queue=sub.queue, attempt=attempt, error=repr(exc))
+                await self._dead_letter(sub.queue, message, f"handler failed {attempt} times: {exc!r}")
+                metrics.EVENTS_DEAD_LETTERED.labels(self.service, name).inc()
+            else:
+                delay = min(self.retry_delay_ms * 2 ** (attempt - 1), 60_000)
+                log.warning("handler_failed_retrying", queue=sub.queue, attempt=attempt,
+                            delay_ms=delay, error=repr(exc), exc_info=exc)
+                await self._copy_to(retry_queue(sub.queue), message, {"x-attempt": attempt},
+                                    expiration_ms=delay)
+                metrics.EVENTS_RETRIED.labels(self.service, name).inc()
+        except Exception:
+            log.error("retry_publish_failed", queue=sub.queue, exc_info=True)
+            await self._requeue(message)
+            return
+        await message.ack()
+
+    async def _dead_letter(self, queue: str, message: AbstractIncomingMessage, reason: str) -> None:
+        await self._copy_to(dead_letter_queue(queue), message, {
+            "x-dead-letter-reason": reason[:2000],
+            "x-original-queue": queue,
+            "x-dead-lettered-at": datetime.now(timezone.utc).isoformat(),
+        })
+
+    async def _copy_to(self, queue: str, message: AbstractIncomingMessage, headers: dict,
+                       expiration_ms: int | None = None) -> None:
+        assert self._publish_channel is not None
+        copy = Message(
+            message.body,
+            content_type=message.content_type,
+            type=message.type,
+            message_id=message.message_id,
+            correlation_id=message.correlation_id,
+            headers={**(message.headers or {}), **headers},
+            delivery_mode=DeliveryMode.PERSISTENT,
+            expiration=expiration_ms / 1000 if expiration_ms else None,
+        )
+        await self._publish_channel.default_exchange.publish(copy, routing_key=queue)
+
+    async def stop_consuming(self, timeout: float = 20.0) -> None:
+        """Stop taking new messages, then let in-flight handlers finish (graceful shutdown)."""
+        for queue, tag in self._consumers:
+            try:
+                await queue.cancel(tag)
+            except Exception:  # noqa: BLE001 - connection may already be gone
+                pass
+        self._consumers.clear()
+        current = asyncio.current_task()
+        pending = [t for t in self._inflight if t is not current]
+        if pending:
+            log.info("waiting_for_inflight_handlers", count=len(pending))
+            await asyncio.wait(pending, timeout=timeout)
+
+    # --- stream events for the gateway -----------------------------------------------------
+
+    async def open_stream(self, handler: Callable[[Event], Awaitable[None]]) -> None:
+        """An exclusive queue for this process, taking stream events of the conversations
+        bound with ``bind_stream``. Stream events are transient: no ack, no retry."""
+        assert self.connection is not None
+        channel = await self.connection.channel()
+        await channel.set_qos(prefetch_count=256)
+        self._stream_queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+        for cls in STREAM_EVENTS:
+            await self._exchange(cls.name())
+
+        async def on_message(message: AbstractIncomingMessage) -> None:
+            cls = EVENT_TYPES.get(message.type or "")
+            if cls is None:
+                return
+            try:
+                event = cls.model_validate_json(message.body)
+            except ValidationError:
+                log.warning("malformed_stream_event", type=message.type)
+                return
+            try:
+                await handler(event)
+            except Exception:  # noqa: BLE001 - one broken stream must not stop the others
+                log.error("stream_handler_failed", exc_info=True)
+
+        tag = await self._stream_queue.consume(on_message, no_ack=True)
+        self._consumers.append((self._stream_queue, tag))
+
+    async def bind_stream(self, routing_key: str) -> None:
+        assert self._stream_queue is not None, "open_stream() first"
+        count = self._stream_bindings.get(routing_key, 0)
+        self._stream_bindings[routing_key] = count + 1
+        if count == 0:
+            for cls in STREAM_EVENTS:
+                await self._stream_queue.bind(self._exchanges[cls.name()], routing_key=routing_key)
+
+    async def unbind_stream(self, routing_key: str) -> None:
+        count = self._stream_bindings.get(routing_key, 0) - 1
+        if count > 0:
+            self._stream_bindings[routing_key] = count
+            return
+        self._stream_bindings.pop(routing_key, None)
+        if self._stream_queue is None or not self.is_connected:
+            return
+        for cls in STREAM_EVENTS:
+            try:
+                await self._stream_queue.unbind(self._exchanges[cls.name()], routing_key=routing_key)
+            except Exception:  # noqa: BLE001 - the exclusive queue dies with the connection anyway
+                pass

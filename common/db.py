@@ -1,0 +1,180 @@
+"""asyncpg pools, the migrations runner, the inbox (dedupe on event_id) and the outbox."""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from pathlib import Path
+
+import asyncpg
+
+from common.events import Event
+from common.logging import get_logger
+
+log = get_logger(__name__)
+
+COMMON_MIGRATIONS = Path(__file__).parent / "migrations"
+OUTBOX_CHANNEL = "outbox"
+
+
+class MigrationError(RuntimeError):
+    pass
+
+
+async def _init_connection(conn: asyncpg.Connection, vector: bool) -> None:
+    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+    await conn.set_type_codec("json", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+    if vector:
+        from pgvector.asyncpg import register_vector
+
+        await register_vector(conn)
+
+
+async def create_pool(dsn: str, *, vector: bool = False, min_size: int = 1, max_size: int = 10,
+                      migrations: Path | None = None) -> asyncpg.Pool:
+    """A pool whose connections speak jsonb (and pgvector). Migrations run before the pool
+    is built, because registering the vector type needs the extension to exist."""
+    if migrations is not None:
+        conn = await asyncpg.connect(dsn)
+        try:
+            await apply_migrations(conn, migrations)
+        finally:
+            await conn.close()
+    return await asyncpg.create_pool(
+        dsn, min_size=min_size, max_size=max_size,
+        init=lambda conn: _init_connection(conn, vector),
+    )
+
+
+def _migration_files(directory: Path, namespace: str) -> list[tuple[str, str, str]]:
+    files = []
+    for path in sorted(directory.glob("*.sql")):
+        prefix = path.name.split("_", 1)[0]
+        if not prefix.isdigit():
+            raise MigrationError(f"migration {path} must start with a number")
+        sql = path.read_text()
+        files.append((f"{namespace}/{path.name}", sql, hashlib.sha256(sql.encode()).hexdigest()))
+    return files
+
+
+async def apply_migrations(conn: asyncpg.Connection, directory: Path) -> list[str]:
+    """Apply the common migrations, then ``directory``'s numbered SQL files, each once, in order.
+
+    An advisory lock serialises replicas starting together. A file whose checksum differs from
+    the one recorded when it was applied stops the start-up: applied migrations are append-only.
+    """
+    applied_now: list[str] = []
+    await conn.execute("SELECT pg_advisory_lock(4242)")
+    try:
+        await conn.execute(
+            """CREATE TABLE IF NOT EXISTS schema_migrations (
+                   name text PRIMARY KEY,
+                   checksum text NOT NULL,
+                   applied_at timestamptz NOT NULL DEFAULT now())"""
+        )
+        done = {r["name"]: r["checksum"] for r in await conn.fetch("SELECT name, checksum FROM schema_migrations")}
+        for name, sql, checksum in (_migration_files(COMMON_MIGRATIONS, "common")
+                                    + _migration_files(directory, "service")):
+            if name in done:
+                if done[name] != checksum:
+                    raise MigrationError(f"applied migration {name} was edited; add a new file instead")
+                continue
+            async with conn.transaction():
+                await conn.execute(sql)
+                await conn.execute("INSERT INTO schema_migrations (name, checksum) VALUES ($1, $2)", name, checksum)
+            applied_now.append(name)
+            log.info("migration_applied", migration=name)
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock(4242)")
+    return applied_now
+
+
+async def claim(conn: asyncpg.Connection, event: Event) -> bool:
+    """Record ``event`` as handled in the caller's transaction. False if it already was:
+    the handler then does nothing, which makes redeliveries harmless."""
+    row = await conn.fetchval(
+        "INSERT INTO processed_events (event_id, event_type) VALUES ($1, $2) "
+        "ON CONFLICT DO NOTHING RETURNING 1",
+        event.event_id, event.name(),
+    )
+    return row is not None
+
+
+async def enqueue(conn: asyncpg.Connection, *events: Event) -> None:
+    """Add events to the outbox in the caller's transaction. The NOTIFY is delivered on commit,
+    waking the relay at once; nothing is published if the transaction rolls back."""
+    await conn.executemany(
+        "INSERT INTO outbox (event_id, event_type, routing_key, body) VALUES ($1, $2, $3, $4) "
+        "ON CONFLICT (event_id) DO NOTHING",
+        [(e.event_id, e.name(), e.routing_key(), e.model_dump(mode="json")) for e in events],
+    )
+    await conn.execute(f"NOTIFY {OUTBOX_CHANNEL}")
+
+
+class OutboxRelay:
+    """Publishes committed outbox rows, oldest first, deleting each once the broker confirmed it.
+
+    Woken by NOTIFY on commit, and polls every ``interval`` seconds to recover rows left by a
+    crash. Rows are locked with SKIP LOCKED, so replicas share the work.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, bus, *, interval: float = 1.0, batch: int = 100):
+        self.pool = pool
+        self.bus = bus
+        self.interval = interval
+        self.batch = batch
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._listen_conn: asyncpg.Connection | None = None
+
+    async def start(self) -> None:
+        self._listen_conn = await self.pool.acquire()
+        await self._listen_conn.add_listener(OUTBOX_CHANNEL, self._on_notify)
+        self._task = asyncio.create_task(self._run(), name="outbox-relay")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        if self._listen_conn is not None:
+            try:
+                await self._listen_conn.remove_listener(OUTBOX_CHANNEL, self._on_notify)
+            except Exception:  # noqa: BLE001 - closing anyway
+                pass
+            await self.pool.release(self._listen_conn)
+            self._listen_conn = None
+        await self.drain()
+
+    def _on_notify(self, *_args) -> None:
+        self._wake.set()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=self.interval)
+            except asyncio.TimeoutError:
+                pass
+            self._wake.clear()
+            try:
+                while await self.drain() == self.batch:
+                    pass
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # broker or database away: the rows stay, next round retries
+                log.warning("outbox_relay_failed", exc_info=True)
+                await asyncio.sleep(self.interval)
+
+    async def drain(self) -> int:
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                "SELECT id, event_type, routing_key, body FROM outbox ORDER BY id "
+                "LIMIT $1 FOR UPDATE SKIP LOCKED", self.batch,
+            )
+            for row in rows:
+                await self.bus.publish_raw(row["event_type"], row["routing_key"], row["body"])
+            if rows:
+                await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows])
+        return len(rows)

@@ -1,0 +1,217 @@
+"""Every event exchanged between services: the only contract between them.
+
+The class name is the wire name and the name of its exchange. Events are past tense and
+carry the envelope ``event_id``, ``occurred_at``, ``tenant_id``, ``correlation_id``.
+``transient`` events (token chunks) are not persisted by the broker: the completion event
+carries the full text, so a lost chunk is repaired, never a lost reply.
+"""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+from typing import ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from common.logging import current_correlation_id
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class Event(Model):
+    event_id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    occurred_at: datetime = Field(default_factory=utcnow)
+    tenant_id: uuid.UUID
+    correlation_id: str = Field(default_factory=current_correlation_id)
+
+    transient: ClassVar[bool] = False
+
+    @classmethod
+    def name(cls) -> str:
+        return cls.__name__
+
+    def routing_key(self) -> str:
+        """Conversation events route by conversation, so a gateway binds just its visitors."""
+        conversation_id = getattr(self, "conversation_id", None)
+        return str(conversation_id or self.tenant_id)
+
+
+# --- snapshots carried inside events ---------------------------------------------------------
+
+class ChatbotSnapshot(Model):
+    """What the reply pipeline needs to know of a chatbot, as it was when the visitor wrote."""
+    chatbot_id: uuid.UUID
+    name: str
+    system_prompt: str = ""
+    tone: str = ""
+    greeting: str = ""
+    fallback_answer: str = "I'm sorry, I don't know the answer to that yet."
+    provider: str = "local"
+    model: str = "local-extractive"
+    temperature: float = 0.2
+    max_tokens: int = 512
+    fallback_provider: str | None = None
+    top_k: int = 5
+    score_threshold: float = 0.0
+    avatar_id: uuid.UUID | None = None
+
+
+class HistoryMessage(Model):
+    role: Literal["visitor", "assistant"]
+    text: str
+
+
+class Citation(Model):
+    title: str
+    url: str | None = None
+    snippet: str
+    score: float
+
+
+class Usage(Model):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    cached: bool = False
+
+
+class Timings(Model):
+    ttft_ms: float | None = None
+    total_ms: float = 0.0
+    # wall-clock time (epoch seconds) the provider produced its first token: benchmarks
+    # subtract it from the moment the visitor's first delta arrived
+    first_token_at: float | None = None
+
+
+# --- gateway ---------------------------------------------------------------------------------
+
+class ChatbotCreatedEvent(Event):
+    chatbot: ChatbotSnapshot
+
+
+class ChatbotUpdatedEvent(Event):
+    chatbot: ChatbotSnapshot
+
+
+class ChatbotDeletedEvent(Event):
+    chatbot_id: uuid.UUID
+
+
+class VisitorMessageReceivedEvent(Event):
+    chatbot_id: uuid.UUID
+    conversation_id: uuid.UUID
+    visitor_id: uuid.UUID
+    message_id: uuid.UUID
+    client_message_id: str
+    text: str
+    chatbot: ChatbotSnapshot
+
+
+# --- conversation ----------------------------------------------------------------------------
+
+class ConversationStartedEvent(Event):
+    chatbot_id: uuid.UUID
+    conversation_id: uuid.UUID
+    visitor_id: uuid.UUID
+    returning_visitor: bool = False
+
+
+class AiReplyRequestedEvent(Event):
+    chatbot_id: uuid.UUID
+    conversation_id: uuid.UUID
+    reply_id: uuid.UUID
+    reply_seq: int
+    visitor_message_id: uuid.UUID
+    text: str
+    history: list[HistoryMessage] = []
+    chatbot: ChatbotSnapshot
+
+
+# --- ai --------------------------------------------------------------------------------------
+
+class AiReplyStartedEvent(Event):
+    transient: ClassVar[bool] = True
+    chatbot_id: uuid.UUID
+    conversation_id: uuid.UUID
+    reply_id: uuid.UUID
+    reply_seq: int
+
+
+class AiReplyChunkEvent(Event):
+    """Coalesced tokens. ``offset`` is where ``text`` starts in the full reply, so a client can
+    tell a gap from a repeat."""
+    transient: ClassVar[bool] = True
+    chatbot_id: uuid.UUID
+    conversation_id: uuid.UUID
+    reply_id: uuid.UUID
+    reply_seq: int
+    seq: int
+    offset: int
+    text: str
+
+
+class AiReplyCompletedEvent(Event):
+    chatbot_id: uuid.UUID
+    conversation_id: uuid.UUID
+    reply_id: uuid.UUID
+    reply_seq: int
+    visitor_message_id: uuid.UUID
+    text: str
+    citations: list[Citation] = []
+    sentiment: float = 0.0
+    intent: str = "other"
+    visitor_sentiment: float = 0.0
+    visitor_intent: str = "other"
+    provider: str
+    model: str
+    usage: Usage = Usage()
+    timings: Timings = Timings()
+    answered_from_knowledge: bool = False
+
+
+class AiReplyFailedEvent(Event):
+    chatbot_id: uuid.UUID
+    conversation_id: uuid.UUID
+    reply_id: uuid.UUID
+    reply_seq: int
+    code: str
+    message: str
+
+
+# --- avatar ----------------------------------------------------------------------------------
+
+class AvatarAnimationSelectedEvent(Event):
+    chatbot_id: uuid.UUID
+    conversation_id: uuid.UUID
+    reply_id: uuid.UUID
+    reply_seq: int
+    behaviour: str
+    clip: str
+    sentiment: float = 0.0
+    intent: str = "other"
+
+
+def _all_event_classes() -> dict[str, type[Event]]:
+    found: dict[str, type[Event]] = {}
+    pending = list(Event.__subclasses__())
+    while pending:
+        cls = pending.pop()
+        found[cls.__name__] = cls
+        pending.extend(cls.__subclasses__())
+    return found
+
+
+EVENT_TYPES: dict[str, type[Event]] = _all_event_classes()
+STREAM_EVENTS: tuple[type[Event], ...] = (
+    AiReplyStartedEvent,
+    AiReplyChunkEvent,
+    AiReplyCompletedEvent,
+    AiReplyFailedEvent,
+    AvatarAnimationSelectedEvent,
+)

@@ -1,0 +1,70 @@
+"""Configuration from the environment (pydantic-settings).
+
+Every service subclasses ``ServiceSettings`` and names its own database URL and port
+variables (``GATEWAY_DATABASE_URL``, ``GATEWAY_PORT``...), so one environment can hold all six
+and supervisord needs no per-program environment.
+"""
+from __future__ import annotations
+
+import os
+import socket
+from typing import ClassVar
+
+from pydantic import AliasChoices, Field, create_model
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SERVICE_PORTS = {
+    "gateway": 3000,
+    "conversation": 3010,
+    "ai": 3020,
+    "knowledge": 3030,
+    "avatar": 3040,
+    "analytics": 3050,
+}
+
+
+def service_url(name: str) -> str:
+    """Internal base URL of a service: ``<NAME>_URL`` or loopback on ``<NAME>_PORT``."""
+    explicit = os.environ.get(f"{name.upper()}_URL")
+    if explicit:
+        return explicit.rstrip("/")
+    port = os.environ.get(f"{name.upper()}_PORT", SERVICE_PORTS[name])
+    return f"http://127.0.0.1:{port}"
+
+
+def _default_instance_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    service: ClassVar[str] = ""
+
+    amqp_url: str = Field("amqp://guest:guest@127.0.0.1:5672/", validation_alias="AMQP_URL")
+    bind_host: str = Field("127.0.0.1", validation_alias="BIND_HOST")
+    log_level: str = Field("INFO", validation_alias="LOG_LEVEL")
+    instance_id: str = Field(default_factory=_default_instance_id, validation_alias="INSTANCE_ID")
+    # Seconds a SIGTERM waits for in-flight handlers and streams before exiting.
+    shutdown_timeout: float = Field(20.0, validation_alias="SHUTDOWN_TIMEOUT")
+    # Bounded retries of a failing event handler before the message is dead-lettered.
+    bus_max_retries: int = Field(5, validation_alias="BUS_MAX_RETRIES")
+    bus_retry_delay_ms: int = Field(500, validation_alias="BUS_RETRY_DELAY_MS")
+    bus_prefetch: int = Field(64, validation_alias="BUS_PREFETCH")
+    db_pool_max: int = Field(10, validation_alias="DB_POOL_MAX")
+
+
+def settings_for(name: str, base: type[ServiceSettings] = ServiceSettings) -> type[ServiceSettings]:
+    """A settings class for service ``name`` with its ``<NAME>_DATABASE_URL`` and ``<NAME>_PORT``.
+
+    Services subclass the result to add their own fields.
+    """
+    upper = name.upper()
+    cls = create_model(
+        f"{name.title()}BaseSettings",
+        __base__=base,
+        database_url=(str, Field(validation_alias=AliasChoices(f"{upper}_DATABASE_URL", "DATABASE_URL"))),
+        port=(int, Field(SERVICE_PORTS[name], validation_alias=f"{upper}_PORT")),
+    )
+    cls.service = name
+    return cls

@@ -1,0 +1,247 @@
+"""The app factory helper every service builds on.
+
+``make_app`` gives a service: JSON error bodies ``{"error": {"code", "message", "details"}}``,
+request and correlation ids bound to every log line, ``/health`` (its database and the broker,
+plus whatever extra checks the service adds) and ``/metrics``. ``service_context`` is the
+``cleanup_ctx`` that opens the pool (running migrations), connects the bus, starts consumers
+and the outbox relay, and on shutdown stops consuming and lets in-flight work finish.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Awaitable, Callable, TypeVar
+
+import asyncpg
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, ValidationError
+
+from common import metrics
+from common.bus import Bus
+from common.db import OutboxRelay, create_pool
+from common.logging import bind_contextvars, configure_logging, get_logger
+from common.settings import ServiceSettings
+
+log = get_logger(__name__)
+
+SETTINGS = web.AppKey("settings", ServiceSettings)
+POOL = web.AppKey("pool", asyncpg.Pool)
+BUS = web.AppKey("bus", Bus)
+HEALTH_CHECKS = web.AppKey("health_checks", dict)
+SHUTDOWN_HOOKS = web.AppKey("shutdown_hooks", list)
+
+MAX_JSON_BYTES = 256 * 1024
+M = TypeVar("M", bound=BaseModel)
+
+
+class ApiError(web.HTTPException):
+    """An error with the project's JSON body; raise it anywhere in a request."""
+
+    def __init__(self, status: int, code: str, message: str, details: Any = None,
+                 headers: dict | None = None):
+        self.status_code = status
+        super().__init__(headers=headers)
+        self.code = code
+        self.message = message
+        self.details = details
+        self.content_type = "application/json"
+        self.text = json.dumps({"error": {"code": code, "message": message, "details": details}})
+
+
+def error_response(status: int, code: str, message: str, details: Any = None,
+                   headers: dict | None = None) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message, "details": details}},
+                             status=status, headers=headers)
+
+
+_STATUS_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+                 405: "method_not_allowed", 409: "conflict", 413: "payload_too_large",
+                 415: "unsupported_media_type", 422: "validation_error", 429: "rate_limited",
+                 503: "unavailable"}
+
+
+def _route_name(request: web.Request) -> str:
+    info = request.match_info.route.resource
+    return info.canonical if info is not None else "unmatched"
+
+
+@web.middleware
+async def context_middleware(request: web.Request, handler):
+    request_id = request.headers.get("X-Request-ID") or uuid.uuid4().hex
+    correlation_id = request.headers.get("X-Correlation-ID") or request_id
+    bind_contextvars(request_id=request_id, correlation_id=correlation_id)
+    service = request.app[SETTINGS].service
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        response.headers.setdefault("X-Request-ID", request_id)
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        route = _route_name(request)
+        metrics.HTTP_REQUESTS.labels(service, request.method, route, str(status)).inc()
+        metrics.HTTP_LATENCY.labels(service, route).observe(time.perf_counter() - started)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler):
+    try:
+        return await handler(request)
+    except ApiError:
+        raise
+    except web.HTTPException as exc:
+        if exc.status < 400 or exc.content_type == "application/json":
+            raise
+        code = _STATUS_CODES.get(exc.status, "http_error")
+        return error_response(exc.status, code, exc.reason, headers={
+            k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")})
+    except ValidationError as exc:
+        return error_response(422, "validation_error", "the request is not valid",
+                              json.loads(exc.json(include_url=False, include_context=False)))
+    except asyncio.CancelledError:
+        raise
+    except Exception:  # noqa: BLE001 - the one place that turns surprises into a JSON 500
+        log.exception("unhandled_error", path=request.path)
+        return error_response(500, "internal_error", "something went wrong on our side")
+
+
+async def read_json(request: web.Request, model: type[M], *, max_bytes: int = MAX_JSON_BYTES) -> M:
+    """Parse a JSON body into ``model`` with clear 4xx errors for every way it can be wrong."""
+    if request.content_type != "application/json":
+        raise ApiError(415, "unsupported_media_type", "send the body as application/json")
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise ApiError(413, "payload_too_large", f"the body is larger than {max_bytes} bytes")
+    raw = await request.content.read(max_bytes + 1)
+    if len(raw) > max_bytes:
+        raise ApiError(413, "payload_too_large", f"the body is larger than {max_bytes} bytes")
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise ApiError(400, "malformed_json", "the body is not valid JSON", str(exc)[:200]) from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ApiError(422, "validation_error", "the request is not valid",
+                       json.loads(exc.json(include_url=False, include_context=False))) from None
+
+
+def json_response(data: Any, status: int = 200, **kwargs) -> web.Response:
+    if isinstance(data, BaseModel):
+        body = data.model_dump_json()
+    else:
+        body = json.dumps(data, default=str)
+    return web.Response(text=body, status=status, content_type="application/json", **kwargs)
+
+
+async def health(request: web.Request) -> web.Response:
+    checks: dict[str, dict] = {}
+    for name, check in request.app[HEALTH_CHECKS].items():
+        started = time.perf_counter()
+        try:
+            detail = await asyncio.wait_for(check(request.app), timeout=3)
+            checks[name] = {"ok": True, "ms": round((time.perf_counter() - started) * 1000, 1),
+                            **(detail or {})}
+        except Exception as exc:  # noqa: BLE001 - a failed check is reported, not raised
+            checks[name] = {"ok": False, "error": repr(exc)[:300]}
+    ok = all(c["ok"] for c in checks.values())
+    body = {"status": "ok" if ok else "degraded", "service": request.app[SETTINGS].service,
+            "instance": request.app[SETTINGS].instance_id, "checks": checks}
+    return web.json_response(body, status=200 if ok else 503)
+
+
+async def metrics_view(request: web.Request) -> web.Response:
+    return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def _check_db(app: web.Application) -> dict:
+    await app[POOL].fetchval("SELECT 1")
+    return {}
+
+
+async def _check_bus(app: web.Application) -> dict:
+    if not app[BUS].is_connected:
+        raise RuntimeError("not connected to RabbitMQ")
+    return {}
+
+
+def make_app(settings: ServiceSettings, *, middlewares: list | None = None,
+             client_max_size: int = 1024 ** 2) -> web.Application:
+    configure_logging(settings.service, settings.log_level)
+    app = web.Application(middlewares=[context_middleware, error_middleware, *(middlewares or [])],
+                          client_max_size=client_max_size)
+    app[SETTINGS] = settings
+    app[HEALTH_CHECKS] = {}
+    app[SHUTDOWN_HOOKS] = []
+    app.router.add_get("/health", health)
+    app.router.add_get("/metrics", metrics_view)
+    app.on_shutdown.append(_stop_consuming)
+    return app
+
+
+async def _stop_consuming(app: web.Application) -> None:
+    """SIGTERM: take no new events, let in-flight ones finish, then run the service's hooks
+    (the gateway closes its SSE streams there)."""
+    if BUS in app:
+        await app[BUS].stop_consuming(timeout=app[SETTINGS].shutdown_timeout)
+    for hook in app[SHUTDOWN_HOOKS]:
+        await hook(app)
+
+
+Subscriber = Callable[[web.Application, Bus], None]
+
+
+def service_context(migrations: Path, *, pool: asyncpg.Pool | None = None, bus: Bus | None = None,
+                    subscribe: Subscriber | None = None, vector: bool = False,
+                    outbox: bool = True):
+    """cleanup_ctx: database (migrated), bus, consumers and outbox relay, torn down in reverse.
+
+    Injected ``pool``/``bus`` are used as they are and not closed (tests own them).
+    """
+
+    async def ctx(app: web.Application):
+        settings = app[SETTINGS]
+        own_pool = pool is None
+        app[POOL] = pool or await create_pool(settings.database_url, vector=vector,
+                                              max_size=settings.db_pool_max, migrations=migrations)
+        own_bus = bus is None
+        app[BUS] = bus or Bus(settings.amqp_url, settings.service, prefetch=settings.bus_prefetch,
+                              max_retries=settings.bus_max_retries,
+                              retry_delay_ms=settings.bus_retry_delay_ms)
+        if own_bus:
+            await app[BUS].connect()
+        app[HEALTH_CHECKS]["database"] = _check_db
+        app[HEALTH_CHECKS]["broker"] = _check_bus
+        relay = OutboxRelay(app[POOL], app[BUS]) if outbox else None
+        if relay:
+            await relay.start()
+        if subscribe is not None:
+            subscribe(app, app[BUS])
+            await app[BUS].start_consuming()
+        log.info("service_started", port=settings.port)
+        yield
+        await app[BUS].stop_consuming(timeout=settings.shutdown_timeout)
+        if relay:
+            await relay.stop()
+        if own_bus:
+            await app[BUS].close()
+        if own_pool:
+            await app[POOL].close()
+
+    return ctx
+
+
+def run(app_factory: Callable[[], Awaitable[web.Application] | web.Application],
+        settings: ServiceSettings) -> None:
+    """Serve until SIGTERM/SIGINT; aiohttp then runs on_shutdown (close streams) and cleanup."""
+    configure_logging(settings.service, settings.log_level)
+    web.run_app(app_factory(), host=settings.bind_host, port=settings.port,
+                shutdown_timeout=settings.shutdown_timeout, access_log=None, print=None,
+                handle_signals=True)

@@ -1,0 +1,1 @@
+"""Every event, recorded once; rollups and reports on top."""

@@ -1,0 +1,5 @@
+from common.settings import settings_for
+
+
+class Settings(settings_for("analytics")):
+    pass

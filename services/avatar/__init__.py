@@ -1,0 +1,1 @@
+"""Avatar models, the animation library, and which animation each reply plays."""

@@ -1,0 +1,1 @@
+"""Visitors, conversations, messages and replies."""

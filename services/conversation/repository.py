@@ -1,0 +1,97 @@
+"""All SQL of the conversation service."""
+from __future__ import annotations
+
+import uuid
+
+import asyncpg
+
+
+async def get_visitor(conn, visitor_id: uuid.UUID, tenant_id: uuid.UUID, chatbot_id: uuid.UUID):
+    return await conn.fetchrow(
+        "UPDATE visitors SET last_seen_at = now() WHERE id = $1 AND tenant_id = $2 AND chatbot_id = $3 "
+        "RETURNING *", visitor_id, tenant_id, chatbot_id)
+
+
+async def create_visitor(conn, tenant_id: uuid.UUID, chatbot_id: uuid.UUID):
+    return await conn.fetchrow("INSERT INTO visitors (id, tenant_id, chatbot_id) VALUES ($1, $2, $3) RETURNING *",
+                               uuid.uuid4(), tenant_id, chatbot_id)
+
+
+async def create_conversation(conn, tenant_id, chatbot_id, visitor_id):
+    return await conn.fetchrow(
+        "INSERT INTO conversations (id, tenant_id, chatbot_id, visitor_id) VALUES ($1, $2, $3, $4) RETURNING *",
+        uuid.uuid4(), tenant_id, chatbot_id, visitor_id)
+
+
+async def lock_conversation(conn, conversation_id: uuid.UUID, tenant_id: uuid.UUID):
+    return await conn.fetchrow("SELECT * FROM conversations WHERE id = $1 AND tenant_id = $2 FOR UPDATE",
+                               conversation_id, tenant_id)
+
+
+async def message_exists(conn, message_id: uuid.UUID) -> bool:
+    return bool(await conn.fetchval("SELECT 1 FROM messages WHERE id = $1", message_id))
+
+
+async def history(conn, conversation_id: uuid.UUID, limit: int):
+    rows = await conn.fetch(
+        "SELECT role, text FROM messages WHERE conversation_id = $1 AND status IN ('received', 'completed') "
+        "ORDER BY seq DESC LIMIT $2", conversation_id, limit)
+    return list(reversed(rows))
+
+
+async def add_turn(conn, conversation_id, tenant_id, message_id, client_message_id, text, reply_id) -> int:
+    """Store the visitor's message and its pending reply; return the reply's sequence number."""
+    seq = await conn.fetchval(
+        "UPDATE conversations SET next_seq = next_seq + 2, updated_at = now() WHERE id = $1 "
+        "RETURNING next_seq - 2", conversation_id)
+    await conn.executemany(
+        "INSERT INTO messages (id, conversation_id, tenant_id, seq, role, status, text, client_message_id, reply_to) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        [(message_id, conversation_id, tenant_id, seq, "visitor", "received", text, client_message_id, None),
+         (reply_id, conversation_id, tenant_id, seq + 1, "assistant", "pending", "", None, message_id)])
+    return seq + 1
+
+
+async def complete_reply(conn, reply_id, text, citations, intent, sentiment, usage, timings) -> bool:
+    status = await conn.execute(
+        "UPDATE messages SET status = 'completed', text = $2, citations = $3, intent = $4, sentiment = $5, "
+        "usage = $6, timings = $7, completed_at = now(), error_code = NULL, error_message = NULL "
+        "WHERE id = $1 AND status <> 'completed'",
+        reply_id, text, citations, intent, sentiment, usage, timings)
+    return status != "UPDATE 0"
+
+
+async def fail_reply(conn, reply_id, code: str, message: str) -> bool:
+    status = await conn.execute(
+        "UPDATE messages SET status = 'failed', error_code = $2, error_message = $3, completed_at = now() "
+        "WHERE id = $1 AND status = 'pending'", reply_id, code, message)
+    return status != "UPDATE 0"
+
+
+async def set_handoff(conn, conversation_id) -> None:
+    await conn.execute("UPDATE conversations SET handoff_requested = true WHERE id = $1", conversation_id)
+
+
+async def set_animation(conn, reply_id, animation: dict) -> None:
+    await conn.execute("UPDATE messages SET animation = $2 WHERE id = $1", reply_id, animation)
+
+
+async def overdue_replies(conn, older_than_s: float, limit: int = 100):
+    return await conn.fetch(
+        "SELECT m.id, m.seq, m.conversation_id, m.tenant_id, c.chatbot_id FROM messages m "
+        "JOIN conversations c ON c.id = m.conversation_id "
+        "WHERE m.status = 'pending' AND m.created_at < now() - make_interval(secs => $1) "
+        "ORDER BY m.created_at LIMIT $2 FOR UPDATE OF m SKIP LOCKED", older_than_s, limit)
+
+
+async def messages(conn, conversation_id: uuid.UUID, tenant_id: uuid.UUID, after_seq: int = 0,
+                   role: str | None = None, finished_only: bool = False):
+    return await conn.fetch(
+        "SELECT * FROM messages WHERE conversation_id = $1 AND tenant_id = $2 AND seq > $3 "
+        "AND ($4::text IS NULL OR role = $4) AND (NOT $5 OR status IN ('completed', 'failed')) ORDER BY seq",
+        conversation_id, tenant_id, after_seq, role, finished_only)
+
+
+async def conversation(conn, conversation_id: uuid.UUID, tenant_id: uuid.UUID):
+    return await conn.fetchrow("SELECT * FROM conversations WHERE id = $1 AND tenant_id = $2",
+                               conversation_id, tenant_id)

@@ -1,0 +1,81 @@
+"""Internal HTTP API of the conversation service (called by the gateway only)."""
+from __future__ import annotations
+
+import uuid
+
+from aiohttp import web
+from pydantic import BaseModel
+
+from common import events as ev
+from common.db import enqueue
+from common.web import POOL, ApiError, json_response, read_json
+from services.conversation import repository
+
+routes = web.RouteTableDef()
+
+
+class StartConversation(BaseModel):
+    tenant_id: uuid.UUID
+    chatbot_id: uuid.UUID
+    visitor_id: uuid.UUID | None = None
+
+
+def _uuid(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise ApiError(404, "not_found", "no such conversation") from None
+
+
+def message_out(row) -> dict:
+    return {
+        "id": str(row["id"]), "reply_id": str(row["id"]), "seq": row["seq"], "reply_seq": row["seq"],
+        "role": row["role"], "status": row["status"], "text": row["text"],
+        "citations": row["citations"] or [], "intent": row["intent"], "sentiment": row["sentiment"],
+        "usage": row["usage"], "timings": row["timings"], "animation": row["animation"],
+        "error_code": row["error_code"], "error_message": row["error_message"],
+        "created_at": row["created_at"].isoformat(),
+        "completed_at": row["completed_at"].isoformat() if row["completed_at"] else None,
+    }
+
+
+@routes.post("/internal/conversations")
+async def start(request: web.Request) -> web.Response:
+    body = await read_json(request, StartConversation)
+    async with request.app[POOL].acquire() as conn, conn.transaction():
+        visitor = None
+        if body.visitor_id:
+            visitor = await repository.get_visitor(conn, body.visitor_id, body.tenant_id, body.chatbot_id)
+        returning = visitor is not None
+        visitor = visitor or await repository.create_visitor(conn, body.tenant_id, body.chatbot_id)
+        conversation = await repository.create_conversation(conn, body.tenant_id, body.chatbot_id, visitor["id"])
+        await enqueue(conn, ev.ConversationStartedEvent(
+            tenant_id=body.tenant_id, chatbot_id=body.chatbot_id, conversation_id=conversation["id"],
+            visitor_id=visitor["id"], returning_visitor=returning))
+    return json_response({"conversation_id": str(conversation["id"]), "visitor_id": str(visitor["id"]),
+                          "returning_visitor": returning}, status=201)
+
+
+async def _messages(request: web.Request, **filters) -> web.Response:
+    conversation_id = _uuid(request.match_info["conversation_id"])
+    tenant_id = _uuid(request.query.get("tenant_id", ""))
+    try:
+        after_seq = int(request.query.get("after_seq", "0"))
+    except ValueError:
+        raise ApiError(400, "bad_request", "after_seq must be an integer") from None
+    async with request.app[POOL].acquire() as conn:
+        if await repository.conversation(conn, conversation_id, tenant_id) is None:
+            raise ApiError(404, "not_found", "no such conversation")
+        rows = await repository.messages(conn, conversation_id, tenant_id, after_seq, **filters)
+    return json_response({"data": [message_out(r) for r in rows]})
+
+
+@routes.get("/internal/conversations/{conversation_id}/messages")
+async def messages(request: web.Request) -> web.Response:
+    return await _messages(request)
+
+
+@routes.get("/internal/conversations/{conversation_id}/replies")
+async def replies(request: web.Request) -> web.Response:
+    """Finished replies after a sequence number: what an SSE reconnect replays."""
+    return await _messages(request, role="assistant", finished_only=True)

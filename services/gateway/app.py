@@ -1,0 +1,71 @@
+"""Gateway app factory."""
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+from aiohttp import web
+
+from common.bus import Bus
+from common.http import InternalClient
+from common.settings import SERVICE_PORTS, service_url
+from common.web import BUS, HEALTH_CHECKS, SHUTDOWN_HOOKS, make_app, service_context
+from services.gateway import views, widget
+from services.gateway.clients import CONVERSATION, INTERNAL
+from services.gateway.settings import Settings
+from services.gateway.stream import StreamHub
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+BACKENDS = [name for name in SERVICE_PORTS if name != "gateway"]
+
+
+async def _clients_ctx(app: web.Application):
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200))
+    app[INTERNAL] = {name: InternalClient(session, service_url(name), name) for name in BACKENDS}
+    app[CONVERSATION] = app[INTERNAL]["conversation"]
+    yield
+    await session.close()
+
+
+async def _stream_ctx(app: web.Application):
+    hub = StreamHub(app[BUS])
+    app[widget.HUB] = hub
+    await app[BUS].open_stream(hub.dispatch)
+    yield
+
+
+async def _close_streams(app: web.Application) -> None:
+    app[widget.HUB].close_all()
+
+
+async def _check_services(app: web.Application) -> dict:
+    """The gateway's /health reports every service; it fails if any of them does."""
+    async def one(name: str, client: InternalClient):
+        try:
+            async with client.session.get(client.base_url + "/health",
+                                          timeout=aiohttp.ClientTimeout(total=2)) as resp:
+                return name, {"ok": resp.status == 200, "status": (await resp.json()).get("status")}
+        except Exception as exc:  # noqa: BLE001 - reported, not raised
+            return name, {"ok": False, "error": repr(exc)[:200]}
+
+    results = dict(await asyncio.gather(*(one(n, c) for n, c in app[INTERNAL].items())))
+    if not all(r["ok"] for r in results.values()):
+        raise RuntimeError(f"unhealthy: {[n for n, r in results.items() if not r['ok']]}")
+    return {"services": results}
+
+
+def create_app(settings: Settings | None = None, *, pool: asyncpg.Pool | None = None,
+               bus: Bus | None = None) -> web.Application:
+    settings = settings or Settings()
+    app = make_app(settings)
+    app[views.SETTINGS_KEY] = settings
+    app.cleanup_ctx.append(service_context(MIGRATIONS, pool=pool, bus=bus, outbox=False))
+    app.cleanup_ctx.append(_clients_ctx)
+    app.cleanup_ctx.append(_stream_ctx)
+    app[HEALTH_CHECKS]["services"] = _check_services
+    app[SHUTDOWN_HOOKS].append(_close_streams)
+    app.router.add_routes(views.routes)
+    app.router.add_routes(widget.routes)
+    return app

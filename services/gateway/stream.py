@@ -1,0 +1,190 @@
+"""The visitor's SSE stream: stream events from RabbitMQ to the connections of this process.
+
+Each gateway process binds its own exclusive queue to the conversations it streams, so the
+process holding a visitor's connection receives that visitor's events, however many run.
+
+SSE ids are ``<reply_seq>-<n>`` (``<reply_seq>-end`` for the last event of a reply). On a
+reconnect with ``Last-Event-ID``, every reply that completed after that point is replayed from
+the conversation service as ``message.end`` with its full text, so nothing completed is lost;
+a reply still streaming continues live, and its ``message.end`` carries the full text that
+repairs any delta missed while disconnected (deltas carry their ``offset``).
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections import defaultdict
+from typing import Any
+
+from aiohttp import web
+from aiohttp_sse import EventSourceResponse
+
+from common import events as ev
+from common import metrics
+from common.logging import get_logger
+
+log = get_logger(__name__)
+
+_CLOSE = object()
+
+
+class StreamHub:
+    def __init__(self, bus):
+        self.bus = bus
+        self._streams: dict[uuid.UUID, set[asyncio.Queue]] = defaultdict(set)
+
+    async def open(self, conversation_id: uuid.UUID) -> asyncio.Queue:
+        queue: asyncio.Queue = asyncio.Queue()
+        self._streams[conversation_id].add(queue)
+        await self.bus.bind_stream(str(conversation_id))
+        return queue
+
+    async def close(self, conversation_id: uuid.UUID, queue: asyncio.Queue) -> None:
+        streams = self._streams.get(conversation_id)
+        if streams is not None:
+            streams.discard(queue)
+            if not streams:
+                del self._streams[conversation_id]
+        await self.bus.unbind_stream(str(conversation_id))
+
+    async def dispatch(self, event: ev.Event) -> None:
+        for queue in self._streams.get(getattr(event, "conversation_id", None), ()):
+            queue.put_nowait(event)
+
+    def close_all(self) -> None:
+        for queues in self._streams.values():
+            for queue in queues:
+                queue.put_nowait(_CLOSE)
+
+    @property
+    def open_count(self) -> int:
+        return sum(len(q) for q in self._streams.values())
+
+
+def parse_last_event_id(value: str | None) -> tuple[int, bool] | None:
+    """``"7-3"`` -> (7, False); ``"7-end"`` -> (7, True); anything else -> None."""
+    if not value:
+        return None
+    seq, _, part = value.partition("-")
+    if not seq.isdigit():
+        return None
+    return int(seq), part == "end"
+
+
+def end_payload(event: ev.AiReplyCompletedEvent) -> dict[str, Any]:
+    return {
+        "reply_id": str(event.reply_id), "reply_seq": event.reply_seq, "text": event.text,
+        "citations": [c.model_dump() for c in event.citations],
+        "intent": event.intent, "sentiment": event.sentiment,
+        "usage": event.usage.model_dump(), "timings": event.timings.model_dump(),
+    }
+
+
+class VisitorStream:
+    """One SSE connection: translates bus events into SSE events, in order."""
+
+    def __init__(self, response: EventSourceResponse, animation_wait_s: float):
+        self.resp = response
+        self.animation_wait_s = animation_wait_s
+        self.ended: set[uuid.UUID] = set()
+        self.animated: set[uuid.UUID] = set()
+        self.pending_end: ev.AiReplyCompletedEvent | None = None
+        self.pending_deadline = 0.0
+
+    async def send(self, event: str, data: dict, event_id: str) -> None:
+        await self.resp.send(json.dumps(data, separators=(",", ":")), event=event, id=event_id)
+
+    async def send_end(self, event: ev.AiReplyCompletedEvent) -> None:
+        if event.reply_id in self.ended:
+            return
+        self.ended.add(event.reply_id)
+        await self.send("message.end", end_payload(event), f"{event.reply_seq}-end")
+
+    async def replay(self, replies: list[dict]) -> None:
+        for reply in replies:
+            reply_id = uuid.UUID(reply["reply_id"])
+            if reply_id in self.ended:
+                continue
+            self.ended.add(reply_id)
+            if reply["status"] == "failed":
+                await self.send("error", {"reply_id": reply["reply_id"], "code": reply.get("error_code") or "reply_failed",
+                                          "message": reply.get("error_message") or "the reply failed"},
+                                f"{reply['reply_seq']}-end")
+            else:
+                await self.send("message.end", {
+                    "reply_id": reply["reply_id"], "reply_seq": reply["reply_seq"], "text": reply["text"],
+                    "citations": reply.get("citations") or [], "intent": reply.get("intent"),
+                    "sentiment": reply.get("sentiment"), "usage": reply.get("usage") or {},
+                    "timings": reply.get("timings") or {}, "replayed": True,
+                }, f"{reply['reply_seq']}-end")
+
+    async def flush_pending(self) -> None:
+        if self.pending_end is not None:
+            pending, self.pending_end = self.pending_end, None
+            await self.send_end(pending)
+
+    def wait_timeout(self) -> float | None:
+        if self.pending_end is None:
+            return None
+        return max(0.0, self.pending_deadline - time.monotonic())
+
+    async def handle(self, event: ev.Event) -> None:
+        if isinstance(event, ev.AvatarAnimationSelectedEvent):
+            if event.reply_id in self.animated:
+                return
+            self.animated.add(event.reply_id)
+            await self.send("avatar.animation", {"reply_id": str(event.reply_id), "behaviour": event.behaviour,
+                                                 "clip": event.clip, "intent": event.intent,
+                                                 "sentiment": event.sentiment}, f"{event.reply_seq}-a")
+            if self.pending_end is not None and self.pending_end.reply_id == event.reply_id:
+                await self.flush_pending()
+            return
+        if self.pending_end is not None and getattr(event, "reply_id", None) != self.pending_end.reply_id:
+            await self.flush_pending()
+        if getattr(event, "reply_id", None) in self.ended:
+            return  # already replayed in full
+        if isinstance(event, ev.AiReplyStartedEvent):
+            await self.send("message.start", {"reply_id": str(event.reply_id), "reply_seq": event.reply_seq},
+                            f"{event.reply_seq}-0")
+        elif isinstance(event, ev.AiReplyChunkEvent):
+            await self.send("message.delta", {"reply_id": str(event.reply_id), "offset": event.offset,
+                                              "text": event.text}, f"{event.reply_seq}-{event.seq}")
+        elif isinstance(event, ev.AiReplyCompletedEvent):
+            if event.reply_id in self.animated:
+                await self.send_end(event)
+            else:  # let the avatar's animation go first, as the widget expects, but not for long
+                self.pending_end = event
+                self.pending_deadline = time.monotonic() + self.animation_wait_s
+        elif isinstance(event, ev.AiReplyFailedEvent):
+            self.ended.add(event.reply_id)
+            await self.send("error", {"reply_id": str(event.reply_id), "code": event.code,
+                                      "message": event.message}, f"{event.reply_seq}-end")
+
+
+async def pump(stream: VisitorStream, queue: asyncio.Queue) -> None:
+    """Relay events until the client goes away or the server shuts down."""
+    disconnected = asyncio.ensure_future(stream.resp.wait())
+    metrics.SSE_CONNECTIONS.labels("gateway").inc()
+    try:
+        while True:
+            getter = asyncio.ensure_future(queue.get())
+            done, _ = await asyncio.wait({getter, disconnected}, timeout=stream.wait_timeout(),
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if getter not in done:
+                getter.cancel()
+                if disconnected in done:
+                    return
+                await stream.flush_pending()  # the animation did not come in time
+                continue
+            event = getter.result()
+            if event is _CLOSE:
+                await stream.flush_pending()
+                return
+            await stream.handle(event)
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        disconnected.cancel()
+        metrics.SSE_CONNECTIONS.labels("gateway").dec()

