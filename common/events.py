@@ -197,6 +197,33 @@ class AvatarAnimationSelectedEvent(Event):
     intent: str = "other"
 
 
+# --- knowledge -------------------------------------------------------------------------------
+
+class DocumentIngestRequestedEvent(Event):
+    """A document (upload, URL or crawl page) waits to be extracted, chunked and embedded."""
+    chatbot_id: uuid.UUID
+    document_id: uuid.UUID
+
+
+class DocumentIndexedEvent(Event):
+    chatbot_id: uuid.UUID
+    document_id: uuid.UUID
+    chunks: int
+    knowledge_version: int
+
+
+class DocumentFailedEvent(Event):
+    chatbot_id: uuid.UUID
+    document_id: uuid.UUID
+    reason: str
+
+
+class DocumentDeletedEvent(Event):
+    chatbot_id: uuid.UUID
+    document_id: uuid.UUID
+    knowledge_version: int
+
+
 def _all_event_classes() -> dict[str, type[Event]]:
     found: dict[str, type[Event]] = {}
     pending = list(Event.__subclasses__())

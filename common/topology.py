@@ -16,7 +16,7 @@ SUBSCRIPTIONS: dict[str, tuple[type[ev.Event], ...]] = {
         ev.AvatarAnimationSelectedEvent,
     ),
     "ai": (ev.AiReplyRequestedEvent,),
-    "knowledge": (),
+    "knowledge": (ev.DocumentIngestRequestedEvent,),
     "avatar": (ev.AiReplyCompletedEvent,),
     # analytics records every durable event; token chunks and start markers are transient
     # copies of what the completion event carries in full.
