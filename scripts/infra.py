@@ -88,10 +88,32 @@ def _run_as_pg_user(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, check=True, **kwargs)
 
 
+def _free_port(start: int) -> int:
+    port = start
+    while _port_open("127.0.0.1", port):
+        port += 1
+    return port
+
+
+def _pg_running(bindir: Path, pgdata: Path) -> bool:
+    if not (pgdata / "PG_VERSION").exists():
+        return False
+    kwargs = {"user": PG_SYSTEM_USER} if os.geteuid() == 0 else {}
+    return subprocess.run([str(bindir / "pg_ctl"), "-D", str(pgdata), "status"],
+                          capture_output=True, **kwargs).returncode == 0
+
+
 def ensure_embedded_postgres(password: str) -> str:
-    port = int(os.environ.get("EMBEDDED_PG_PORT", "5433"))
+    """Our own server for this checkout. Its port is remembered in .data/postgres.port; when
+    that port is taken by someone else's server (another checkout, say), we move to a free one."""
     pgdata = DATA / "postgres"
     bindir = _pg_bin()
+    port_file = DATA / "postgres.port"
+    port = int(port_file.read_text()) if port_file.exists() else int(os.environ.get("EMBEDDED_PG_PORT", "5433"))
+    if not _pg_running(bindir, pgdata) and _port_open("127.0.0.1", port):
+        port = _free_port(port + 1)
+    DATA.mkdir(parents=True, exist_ok=True)
+    port_file.write_text(str(port))
     if os.geteuid() == 0:
         import pwd
 
@@ -119,7 +141,7 @@ def ensure_embedded_postgres(password: str) -> str:
                              "--locale=C.UTF-8"], stdout=subprocess.DEVNULL)
         finally:
             pwfile.unlink(missing_ok=True)
-    if not _port_open("127.0.0.1", port):
+    if not _pg_running(bindir, pgdata):
         say(f"starting embedded PostgreSQL on 127.0.0.1:{port}")
         _run_as_pg_user([
             str(bindir / "pg_ctl"), "-D", str(pgdata), "-l", str(pgdata / "server.log"), "-w", "-t", "60",
