@@ -126,11 +126,42 @@ async def read_json(request: web.Request, model: type[M], *, max_bytes: int = MA
         data = json.loads(raw)
     except (ValueError, RecursionError) as exc:
         raise ApiError(400, "malformed_json", "the body is not valid JSON", str(exc)[:200]) from None
+    problem = _text_problem(data)
+    if problem:
+        raise ApiError(400, "bad_text", problem)
     try:
-        return model.model_validate(data)
+        return model.model_validate_json(raw)  # JSON mode: strict models still take UUIDs as text
     except ValidationError as exc:
         raise ApiError(422, "validation_error", "the request is not valid",
                        json.loads(exc.json(include_url=False, include_context=False))) from None
+
+
+MAX_JSON_DEPTH = 32
+
+
+def _text_problem(data: Any, depth: int = 0) -> str | None:
+    """Refuse what we could not store faithfully: NUL characters, lone surrogates, deep nesting."""
+    if depth > MAX_JSON_DEPTH:
+        return f"the JSON is nested deeper than {MAX_JSON_DEPTH} levels"
+    if isinstance(data, str):
+        if "\x00" in data:
+            return "text must not contain NUL characters"
+        try:
+            data.encode("utf-8")
+        except UnicodeEncodeError:
+            return "text must be valid unicode (no lone surrogates)"
+        return None
+    if isinstance(data, dict):
+        items = list(data.keys()) + list(data.values())
+    elif isinstance(data, list):
+        items = data
+    else:
+        return None
+    for item in items:
+        problem = _text_problem(item, depth + 1)
+        if problem:
+            return problem
+    return None
 
 
 def json_response(data: Any, status: int = 200, **kwargs) -> web.Response:

@@ -8,11 +8,16 @@ import aiohttp
 
 DEMO_CHATBOT = {
     "name": "Aria from Northwind Bikes",
-    "system_prompt": "You are Aria, the friendly assistant of Northwind Bikes, a bicycle shop in Utrecht. "
-                     "Answer from the shop's knowledge; if it does not say, say you don't know.",
-    "tone": "warm and concise",
-    "greeting": "Hi, I'm Aria from Northwind Bikes! Ask me about our bikes, repairs or opening hours.",
-    "fallback_answer": "I'm sorry, I don't know that yet. You can reach the shop at hello@northwind.example.",
+    "persona": {
+        "system_prompt": "You are Aria, the friendly assistant of Northwind Bikes, a bicycle shop in Utrecht. "
+                         "Answer from the shop's knowledge; if it does not say, say you don't know.",
+        "tone": "warm and concise",
+        "greeting": "Hi, I'm Aria from Northwind Bikes! Ask me about our bikes, repairs or opening hours.",
+        "fallback_answer": "I'm sorry, I don't know that yet. You can reach the shop at hello@northwind.example.",
+    },
+    "welcome_message": "Hi there! I can help with bikes, repairs and opening hours.",
+    "suggested_questions": ["What are your opening hours?", "Do you repair e-bikes?", "Can I rent a bike?"],
+    "placement": {"primary_colour": "#0f766e", "launcher_text": "Ask Aria"},
 }
 
 

@@ -95,3 +95,23 @@ async def messages(conn, conversation_id: uuid.UUID, tenant_id: uuid.UUID, after
 async def conversation(conn, conversation_id: uuid.UUID, tenant_id: uuid.UUID):
     return await conn.fetchrow("SELECT * FROM conversations WHERE id = $1 AND tenant_id = $2",
                                conversation_id, tenant_id)
+
+
+async def list_conversations(conn, tenant_id, chatbot_id, *, since=None, until=None, visitor_id=None,
+                             before=None, limit: int = 20):
+    """Newest first, keyset-paginated on (created_at, id)."""
+    return await conn.fetch(
+        "SELECT c.*, (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id) AS messages "
+        "FROM conversations c WHERE c.tenant_id = $1 AND c.chatbot_id = $2 "
+        "AND ($3::timestamptz IS NULL OR c.created_at >= $3) AND ($4::timestamptz IS NULL OR c.created_at < $4) "
+        "AND ($5::uuid IS NULL OR c.visitor_id = $5) "
+        "AND ($6::timestamptz IS NULL OR (c.created_at, c.id) < ($6, $7)) "
+        "ORDER BY c.created_at DESC, c.id DESC LIMIT $8",
+        tenant_id, chatbot_id, since, until, visitor_id, before[0] if before else None,
+        before[1] if before else None, limit)
+
+
+async def conversation_with_count(conn, conversation_id, tenant_id):
+    return await conn.fetchrow(
+        "SELECT c.*, (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id) AS messages "
+        "FROM conversations c WHERE c.id = $1 AND c.tenant_id = $2", conversation_id, tenant_id)

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 from aiohttp import web
 from pydantic import BaseModel
 
 from common import events as ev
+from common import pagination
 from common.db import enqueue
 from common.web import POOL, ApiError, json_response, read_json
 from services.conversation import repository
@@ -79,3 +81,42 @@ async def messages(request: web.Request) -> web.Response:
 async def replies(request: web.Request) -> web.Response:
     """Finished replies after a sequence number: what an SSE reconnect replays."""
     return await _messages(request, role="assistant", finished_only=True)
+
+
+def conversation_out(row) -> dict:
+    return {"id": str(row["id"]), "chatbot_id": str(row["chatbot_id"]), "visitor_id": str(row["visitor_id"]),
+            "handoff_requested": row["handoff_requested"], "messages": row["messages"],
+            "created_at": row["created_at"].isoformat(), "updated_at": row["updated_at"].isoformat()}
+
+
+def _time(value: str | None):
+    try:
+        return datetime.fromisoformat(value) if value else None
+    except ValueError:
+        raise ApiError(422, "validation_error", f"not a timestamp: {value}") from None
+
+
+@routes.get("/internal/conversations")
+async def list_conversations(request: web.Request) -> web.Response:
+    """A chatbot's conversations for the tenant's API, newest first, filtered and paginated."""
+    q = request.query
+    tenant_id, chatbot_id = _uuid(q.get("tenant_id", "")), _uuid(q.get("chatbot_id", ""))
+    limit = max(1, min(100, int(q.get("limit", "20")) if q.get("limit", "20").isdigit() else 20))
+    visitor_id = _uuid(q["visitor_id"]) if q.get("visitor_id") else None
+    async with request.app[POOL].acquire() as conn:
+        rows = await repository.list_conversations(
+            conn, tenant_id, chatbot_id, since=_time(q.get("from")), until=_time(q.get("to")),
+            visitor_id=visitor_id, before=pagination.decode(q.get("cursor")), limit=limit + 1)
+    return json_response(pagination.page(rows, limit, conversation_out))
+
+
+@routes.get("/internal/conversations/{conversation_id}/transcript")
+async def transcript(request: web.Request) -> web.Response:
+    conversation_id = _uuid(request.match_info["conversation_id"])
+    tenant_id = _uuid(request.query.get("tenant_id", ""))
+    async with request.app[POOL].acquire() as conn:
+        conversation = await repository.conversation_with_count(conn, conversation_id, tenant_id)
+        if conversation is None:
+            raise ApiError(404, "not_found", "no such conversation")
+        rows = await repository.messages(conn, conversation_id, tenant_id)
+    return json_response({"conversation": conversation_out(conversation), "messages": [message_out(r) for r in rows]})

@@ -10,15 +10,17 @@ from aiohttp import web
 
 from common.bus import Bus
 from common.http import InternalClient
+from common.logging import get_logger
 from common.settings import SERVICE_PORTS, service_url
-from common.web import BUS, HEALTH_CHECKS, SHUTDOWN_HOOKS, make_app, service_context
-from services.gateway import views, widget
+from common.web import BUS, HEALTH_CHECKS, POOL, SHUTDOWN_HOOKS, make_app, service_context
+from services.gateway import api, auth, ratelimit, views, widget  # noqa: F401 - views/widget register operations
 from services.gateway.clients import CONVERSATION, INTERNAL
 from services.gateway.settings import Settings
 from services.gateway.stream import StreamHub
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 BACKENDS = [name for name in SERVICE_PORTS if name != "gateway"]
+log = get_logger(__name__)
 
 
 async def _clients_ctx(app: web.Application):
@@ -34,6 +36,19 @@ async def _stream_ctx(app: web.Application):
     app[widget.HUB] = hub
     await app[BUS].open_stream(hub.dispatch)
     yield
+
+
+async def _purge_ctx(app: web.Application):
+    async def loop():
+        while True:
+            await asyncio.sleep(300)
+            try:
+                await ratelimit.purge(app[POOL])
+            except Exception:  # noqa: BLE001 - next round
+                log.warning("rate_limit_purge_failed", exc_info=True)
+    task = asyncio.create_task(loop())
+    yield
+    task.cancel()
 
 
 async def _close_streams(app: web.Application) -> None:
@@ -56,16 +71,48 @@ async def _check_services(app: web.Application) -> dict:
     return {"services": results}
 
 
+def client_ip(request: web.Request, trust_forwarded: bool) -> str:
+    if trust_forwarded:
+        forwarded = request.headers.get("X-Forwarded-For", "")
+        if forwarded:
+            return forwarded.split(",")[-1].strip()
+    return request.remote or "unknown"
+
+
+def _limiter(settings: Settings):
+    async def limit(request: web.Request, principal: auth.Principal | None) -> None:
+        pool = request.app[POOL]
+        if principal is not None:
+            await ratelimit.enforce(request, pool, principal.key_id, settings.key_limit)
+        else:
+            await ratelimit.enforce(request, pool, client_ip(request, settings.trust_forwarded_for),
+                                    settings.ip_limit)
+    return limit
+
+
+async def openapi_json(request: web.Request) -> web.Response:
+    return web.json_response(api.openapi_document(request.app[views.SETTINGS_KEY].public_base_url))
+
+
+async def reference(request: web.Request) -> web.Response:
+    doc = api.openapi_document(request.app[views.SETTINGS_KEY].public_base_url)
+    return web.Response(text=api.reference_page(doc), content_type="text/html")
+
+
 def create_app(settings: Settings | None = None, *, pool: asyncpg.Pool | None = None,
                bus: Bus | None = None) -> web.Application:
     settings = settings or Settings()
-    app = make_app(settings)
+    app = make_app(settings, middlewares=[ratelimit.headers_middleware])
     app[views.SETTINGS_KEY] = settings
+    app[auth.ADMIN_KEY] = settings.admin_api_key
+    app[api.RATE_LIMIT] = _limiter(settings)
     app.cleanup_ctx.append(service_context(MIGRATIONS, pool=pool, bus=bus, outbox=False))
     app.cleanup_ctx.append(_clients_ctx)
     app.cleanup_ctx.append(_stream_ctx)
+    app.cleanup_ctx.append(_purge_ctx)
     app[HEALTH_CHECKS]["services"] = _check_services
     app[SHUTDOWN_HOOKS].append(_close_streams)
-    app.router.add_routes(views.routes)
-    app.router.add_routes(widget.routes)
+    app.router.add_get("/api/v1/openapi.json", openapi_json)
+    app.router.add_get("/api/v1/docs", reference)
+    app.router.add_routes(api.routes)
     return app

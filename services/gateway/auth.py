@@ -15,7 +15,14 @@ from common.web import POOL, ApiError
 from services.gateway import repository
 
 KEY_PREFIX = "ak_live_"
-ADMIN = "admin"
+ADMIN_KEY = web.AppKey("admin_api_key", str)
+
+# what each key scope may do: "read" keys only read, "chat" keys only chat
+SCOPES = {"full": {"read", "write", "chat"}, "read": {"read"}, "chat": {"chat"}}
+
+
+def scope_allows(scope: str, need: str) -> bool:
+    return need in SCOPES.get(scope, set())
 
 
 @dataclass(frozen=True)
@@ -51,9 +58,11 @@ def require_admin(request: web.Request, admin_key: str) -> None:
 
 async def authenticate(request: web.Request) -> Principal:
     token = _bearer(request)
-    if not token.startswith(KEY_PREFIX) or token.count("_") < 3:
+    if not token.startswith(KEY_PREFIX) or token.count("_") < 3 or len(token) > 200:
         raise ApiError(401, "unauthorized", "the API key is not valid")
     key_id, _, secret = token[len(KEY_PREFIX):].partition("_")
+    if len(key_id) != 16:
+        raise ApiError(401, "unauthorized", "the API key is not valid")
     async with request.app[POOL].acquire() as conn:
         row = await repository.get_api_key(conn, key_id)
     if row is None or row["revoked_at"] is not None or \
@@ -77,7 +86,7 @@ class Visitor:
 
 
 def verify_visitor_token(request: web.Request, secret: str, embed_id: str,
-                         conversation_id: uuid.UUID) -> Visitor:
+                         conversation_id: uuid.UUID, *, grace_s: int = 0) -> Visitor:
     """Visitor tokens travel in the Authorization header, or in ``?token=`` for EventSource,
     which cannot set headers. A token only opens its own conversation."""
     header = request.headers.get("Authorization", "")
@@ -85,11 +94,15 @@ def verify_visitor_token(request: web.Request, secret: str, embed_id: str,
     if not token:
         raise ApiError(401, "unauthorized", "a visitor token is required")
     try:
-        claims = jwt.decode(token, secret, algorithms=["HS256"], options={"require": ["exp", "sub", "cid"]})
+        claims = jwt.decode(token, secret, algorithms=["HS256"], leeway=grace_s,
+                            options={"require": ["exp", "sub", "cid", "tid"]})
     except jwt.ExpiredSignatureError:
-        raise ApiError(401, "token_expired", "the visitor token has expired; start a new conversation") from None
+        raise ApiError(401, "token_expired", "the visitor token has expired; refresh it") from None
     except jwt.PyJWTError:
         raise ApiError(401, "unauthorized", "the visitor token is not valid") from None
     if claims.get("emb") != embed_id or claims.get("cid") != str(conversation_id):
         raise ApiError(403, "forbidden", "this token does not open this conversation")
-    return Visitor(uuid.UUID(claims["sub"]), conversation_id, uuid.UUID(claims["tid"]))
+    try:
+        return Visitor(uuid.UUID(claims["sub"]), conversation_id, uuid.UUID(claims["tid"]))
+    except (ValueError, TypeError):
+        raise ApiError(401, "unauthorized", "the visitor token is not valid") from None

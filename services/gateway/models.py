@@ -1,65 +1,225 @@
-"""Request and response bodies of the gateway's public API."""
+"""Request and response bodies of the gateway's public API. The OpenAPI document is generated
+from these same models, so it cannot drift from what the gateway does."""
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 Provider = Literal["local", "openai", "anthropic"]
+Scope = Literal["full", "read", "chat"]
+Position = Literal["bottom-right", "bottom-left"]
+
+_COLOUR = r"^#[0-9a-fA-F]{6}$"
+# free text may be anything we can store faithfully: no NUL characters
+NO_NUL = r"^[^\x00]*$"
+
+Origin = Annotated[str, Field(pattern=r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$", max_length=300,
+                              examples=["https://shop.example"]),
+                   AfterValidator(str.lower)]
+Colour = Annotated[str, Field(pattern=_COLOUR, examples=["#4f46e5"])]
 
 
 class Strict(BaseModel):
-    # unknown fields are refused, so a client cannot smuggle tenant_id or limits in
+    # unknown fields are refused, so a client cannot smuggle tenant_id or plan limits in;
+    # and no type coercion: "5" is not a number, as the OpenAPI document says
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class Query(BaseModel):
+    # query strings are text by nature, so they are parsed leniently (limit=20 is a number)
     model_config = ConfigDict(extra="forbid")
 
 
+def _iso_datetime(value):
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError("use an ISO 8601 timestamp, e.g. 2026-11-01T00:00:00Z") from None
+    return value
+
+
+IsoDateTime = Annotated[datetime, BeforeValidator(_iso_datetime)]
+
+
+class Out(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class ErrorDetail(Out):
+    code: str
+    message: str
+    details: object | None = None
+
+
+class ErrorBody(Out):
+    error: ErrorDetail
+
+
+# --- tenants and keys ------------------------------------------------------------------------
+
+class PlanLimits(Strict):
+    max_chatbots: int = Field(10, ge=0, le=100_000)
+    max_documents: int = Field(500, ge=0, le=10_000_000)
+    monthly_message_quota: int = Field(10_000, ge=0, le=1_000_000_000)
+
+
+class PlanLimitsPatch(Strict):
+    max_chatbots: int | None = Field(None, ge=0, le=100_000)
+    max_documents: int | None = Field(None, ge=0, le=10_000_000)
+    monthly_message_quota: int | None = Field(None, ge=0, le=1_000_000_000)
+
+
 class TenantIn(Strict):
-    name: str = Field(min_length=1, max_length=200)
+    name: str = Field(pattern=NO_NUL, min_length=1, max_length=200)
+    limits: PlanLimits = PlanLimits()
 
 
-class TenantOut(BaseModel):
+class TenantPatch(Strict):
+    name: str = Field(pattern=NO_NUL, min_length=1, max_length=200)
+
+
+class AdminTenantPatch(Strict):
+    name: str | None = Field(None, pattern=NO_NUL, min_length=1, max_length=200)
+    limits: PlanLimitsPatch | None = None
+
+
+class Usage(Out):
+    month: str
+    messages: int
+    monthly_message_quota: int
+    chatbots: int
+    max_chatbots: int
+
+
+class TenantOut(Out):
     id: uuid.UUID
     name: str
+    limits: PlanLimits
     created_at: datetime
 
 
-class ApiKeyOut(BaseModel):
+class TenantWithUsage(TenantOut):
+    usage: Usage
+
+
+class ApiKeyIn(Strict):
+    name: str = Field("", pattern=NO_NUL, max_length=200)
+    scope: Scope = "full"
+
+
+class ApiKeyOut(Out):
     id: str
     name: str
-    scope: str
+    scope: Scope
     created_at: datetime
-    key: str | None = Field(None, description="The full key; returned once, at creation.")
+    revoked_at: datetime | None = None
+    key: str | None = Field(None, pattern=NO_NUL, description="The full key `ak_live_<id>_<secret>`; returned once, at creation.")
 
 
-class TenantCreated(BaseModel):
+class TenantCreated(Out):
     tenant: TenantOut
     api_key: ApiKeyOut
 
 
-class ChatbotConfig(Strict):
-    system_prompt: str = Field("You are a helpful assistant for this website.", max_length=8000)
-    tone: str = Field("friendly", max_length=200)
-    greeting: str = Field("Hi! How can I help you today?", max_length=1000)
-    fallback_answer: str = Field("I'm sorry, I don't have an answer to that yet.", max_length=1000)
+# --- chatbots --------------------------------------------------------------------------------
+
+class Persona(Strict):
+    system_prompt: str = Field("You are a helpful assistant for this website.", pattern=NO_NUL, max_length=8000)
+    tone: str = Field("friendly", pattern=NO_NUL, max_length=200)
+    greeting: str = Field("Hi! How can I help you today?", pattern=NO_NUL, max_length=1000)
+    fallback_answer: str = Field("I'm sorry, I don't have an answer to that yet.", pattern=NO_NUL, max_length=1000)
+
+
+class Placement(Strict):
+    position: Position = "bottom-right"
+    primary_colour: Colour = "#4f46e5"
+    background_colour: Colour = "#ffffff"
+    text_colour: Colour = "#111827"
+    launcher_text: str = Field("Chat with us", pattern=NO_NUL, max_length=60)
+    open_on_load: bool = False
+
+
+class AiSettings(Strict):
     provider: Provider = "local"
-    model: str = Field("local-extractive", max_length=200)
+    model: str = Field("local-extractive", pattern=NO_NUL, min_length=1, max_length=200)
     temperature: float = Field(0.2, ge=0, le=2)
     max_tokens: int = Field(512, ge=1, le=8192)
     fallback_provider: Provider | None = None
+
+
+class KnowledgeSettings(Strict):
     top_k: int = Field(5, ge=1, le=50)
     score_threshold: float = Field(0.0, ge=0, le=1)
-    allowed_origins: list[str] = Field(default_factory=list, max_length=50)
+
+
+class ChatbotFields(Strict):
+    persona: Persona = Persona()
+    placement: Placement = Placement()
+    welcome_message: str = Field("", pattern=NO_NUL, max_length=1000)
+    suggested_questions: list[Annotated[str, Field(min_length=1, max_length=200, pattern=NO_NUL)]] = Field(
+        default_factory=list, max_length=10)
+    allowed_origins: list[Origin] = Field(
+        default_factory=list, max_length=50,
+        description="Origins whose pages may use the widget. Empty: any origin.")
     avatar_id: uuid.UUID | None = None
+    animation_map_id: uuid.UUID | None = None
+    ai: AiSettings = AiSettings()
+    knowledge: KnowledgeSettings = KnowledgeSettings()
 
 
-class ChatbotIn(ChatbotConfig):
-    name: str = Field(min_length=1, max_length=200)
+class ChatbotIn(ChatbotFields):
+    name: str = Field(pattern=NO_NUL, min_length=1, max_length=200)
 
 
-class ChatbotOut(ChatbotConfig):
-    model_config = ConfigDict(extra="ignore")
+class PersonaPatch(Strict):
+    system_prompt: str | None = Field(None, pattern=NO_NUL, max_length=8000)
+    tone: str | None = Field(None, pattern=NO_NUL, max_length=200)
+    greeting: str | None = Field(None, pattern=NO_NUL, max_length=1000)
+    fallback_answer: str | None = Field(None, pattern=NO_NUL, max_length=1000)
+
+
+class PlacementPatch(Strict):
+    position: Position | None = None
+    primary_colour: Colour | None = None
+    background_colour: Colour | None = None
+    text_colour: Colour | None = None
+    launcher_text: str | None = Field(None, pattern=NO_NUL, max_length=60)
+    open_on_load: bool | None = None
+
+
+class AiSettingsPatch(Strict):
+    provider: Provider | None = None
+    model: str | None = Field(None, pattern=NO_NUL, min_length=1, max_length=200)
+    temperature: float | None = Field(None, ge=0, le=2)
+    max_tokens: int | None = Field(None, ge=1, le=8192)
+    fallback_provider: Provider | None = None
+
+
+class KnowledgeSettingsPatch(Strict):
+    top_k: int | None = Field(None, ge=1, le=50)
+    score_threshold: float | None = Field(None, ge=0, le=1)
+
+
+class ChatbotPatch(Strict):
+    """Only the fields sent change; nested objects merge field by field."""
+    name: str | None = Field(None, pattern=NO_NUL, min_length=1, max_length=200)
+    persona: PersonaPatch | None = None
+    placement: PlacementPatch | None = None
+    welcome_message: str | None = Field(None, pattern=NO_NUL, max_length=1000)
+    suggested_questions: list[Annotated[str, Field(min_length=1, max_length=200, pattern=NO_NUL)]] | None = Field(None, max_length=10)
+    allowed_origins: list[Origin] | None = Field(None, max_length=50)
+    avatar_id: uuid.UUID | None = None
+    animation_map_id: uuid.UUID | None = None
+    ai: AiSettingsPatch | None = None
+    knowledge: KnowledgeSettingsPatch | None = None
+
+
+class ChatbotOut(ChatbotFields):
+    model_config = ConfigDict(extra="ignore", strict=False)
     id: uuid.UUID
     name: str
     embed_id: str
@@ -67,25 +227,122 @@ class ChatbotOut(ChatbotConfig):
     updated_at: datetime
 
 
+class EmbedSnippet(Out):
+    embed_id: str
+    snippet: str
+    script_url: str
+
+
+class WidgetConfig(Out):
+    """What a widget needs to render, and nothing secret."""
+    embed_id: str
+    name: str
+    greeting: str
+    welcome_message: str
+    suggested_questions: list[str]
+    placement: Placement
+    avatar_model_url: str | None
+
+
+# --- pages -----------------------------------------------------------------------------------
+
+class PageQuery(Query):
+    limit: int = Field(20, ge=1, le=100)
+    cursor: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]*$", max_length=200)
+
+
+class ChatbotPage(Out):
+    data: list[ChatbotOut]
+    next_cursor: str | None
+
+
+class ApiKeyPage(Out):
+    data: list[ApiKeyOut]
+    next_cursor: str | None
+
+
+class TenantPage(Out):
+    data: list[TenantOut]
+    next_cursor: str | None
+
+
+class ConversationQuery(PageQuery):
+    since: IsoDateTime | None = Field(None, alias="from", description="Conversations started at or after this time")
+    until: IsoDateTime | None = Field(None, alias="to", description="Conversations started before this time")
+    visitor_id: uuid.UUID | None = None
+
+
+class ConversationOut(Out):
+    id: uuid.UUID
+    chatbot_id: uuid.UUID
+    visitor_id: uuid.UUID
+    handoff_requested: bool
+    messages: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class ConversationPage(Out):
+    data: list[ConversationOut]
+    next_cursor: str | None
+
+
+class MessageOut(Out):
+    id: uuid.UUID
+    seq: int
+    role: Literal["visitor", "assistant"]
+    status: str
+    text: str
+    citations: list[dict] = []
+    intent: str | None = None
+    sentiment: float | None = None
+    created_at: datetime
+
+
+class Transcript(Out):
+    conversation: ConversationOut
+    messages: list[MessageOut]
+
+
+# --- the widget's public side ----------------------------------------------------------------
+
 class ConversationIn(Strict):
     visitor_id: uuid.UUID | None = Field(
         None, description="A returning visitor's id, from an earlier conversation's response.")
 
 
-class ConversationStarted(BaseModel):
+class ConversationStarted(Out):
     conversation_id: uuid.UUID
     visitor_id: uuid.UUID
     visitor_token: str
+    visitor_token_expires_in: int
     greeting: str
 
 
+class VisitorToken(Out):
+    visitor_token: str
+    visitor_token_expires_in: int
+
+
 class MessageIn(Strict):
-    text: str = Field(min_length=1)
-    client_message_id: str = Field(min_length=1, max_length=100,
+    text: str = Field(min_length=1, max_length=4000, pattern=r"^[^\x00]*\S[^\x00]*$",
+                      description="The visitor's message: at least one non-space character, at most 4000.")
+    client_message_id: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._:-]+$",
                                    description="Chosen by the client; a retry with the same id is not a new message.")
 
 
-class MessageAccepted(BaseModel):
+class MessageAccepted(Out):
     message_id: uuid.UUID
     conversation_id: uuid.UUID
     status: Literal["accepted"] = "accepted"
+
+
+class VisitorMessages(Out):
+    data: list[MessageOut]
+
+
+class Health(Out):
+    status: str
+    service: str
+    instance: str
+    checks: dict

@@ -2,13 +2,41 @@
 from __future__ import annotations
 
 import uuid
+from datetime import date, datetime
 
 import asyncpg
 
+TENANT_COLUMNS = "id, name, max_chatbots, max_documents, monthly_message_quota, created_at, updated_at"
 
-async def create_tenant(conn: asyncpg.Connection, name: str) -> asyncpg.Record:
-    return await conn.fetchrow("INSERT INTO tenants (id, name) VALUES ($1, $2) RETURNING *",
-                               uuid.uuid4(), name)
+
+async def create_tenant(conn: asyncpg.Connection, name: str, limits: dict | None = None) -> asyncpg.Record:
+    limits = limits or {}
+    return await conn.fetchrow(
+        f"INSERT INTO tenants (id, name, max_chatbots, max_documents, monthly_message_quota) "
+        f"VALUES ($1, $2, coalesce($3, 10), coalesce($4, 500), coalesce($5, 10000)) RETURNING {TENANT_COLUMNS}",
+        uuid.uuid4(), name, limits.get("max_chatbots"), limits.get("max_documents"),
+        limits.get("monthly_message_quota"))
+
+
+async def get_tenant(conn, tenant_id: uuid.UUID, *, lock: bool = False):
+    return await conn.fetchrow(f"SELECT {TENANT_COLUMNS} FROM tenants WHERE id = $1"
+                               + (" FOR UPDATE" if lock else ""), tenant_id)
+
+
+async def list_tenants(conn, after: tuple[datetime, uuid.UUID] | None, limit: int):
+    return await conn.fetch(
+        f"SELECT {TENANT_COLUMNS} FROM tenants WHERE ($1::timestamptz IS NULL OR (created_at, id) > ($1, $2)) "
+        "ORDER BY created_at, id LIMIT $3", after[0] if after else None, after[1] if after else None, limit)
+
+
+async def update_tenant(conn, tenant_id: uuid.UUID, *, name: str | None = None, limits: dict | None = None):
+    limits = limits or {}
+    return await conn.fetchrow(
+        f"UPDATE tenants SET name = coalesce($2, name), max_chatbots = coalesce($3, max_chatbots), "
+        f"max_documents = coalesce($4, max_documents), "
+        f"monthly_message_quota = coalesce($5, monthly_message_quota), updated_at = now() "
+        f"WHERE id = $1 RETURNING {TENANT_COLUMNS}",
+        tenant_id, name, limits.get("max_chatbots"), limits.get("max_documents"), limits.get("monthly_message_quota"))
 
 
 async def create_api_key(conn: asyncpg.Connection, key_id: str, tenant_id: uuid.UUID,
@@ -23,6 +51,19 @@ async def get_api_key(conn: asyncpg.Connection, key_id: str) -> asyncpg.Record |
     return await conn.fetchrow("SELECT * FROM api_keys WHERE id = $1", key_id)
 
 
+async def list_api_keys(conn, tenant_id: uuid.UUID, after, limit: int):
+    return await conn.fetch(
+        "SELECT id, tenant_id, scope, name, created_at, revoked_at FROM api_keys WHERE tenant_id = $1 "
+        "AND ($2::timestamptz IS NULL OR (created_at, id) > ($2, $3)) ORDER BY created_at, id LIMIT $4",
+        tenant_id, after[0] if after else None, after[1] if after else None, limit)
+
+
+async def revoke_api_key(conn, tenant_id: uuid.UUID, key_id: str):
+    return await conn.fetchrow(
+        "UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1 AND tenant_id = $2 "
+        "RETURNING id, tenant_id, scope, name, created_at, revoked_at", key_id, tenant_id)
+
+
 async def create_chatbot(conn: asyncpg.Connection, tenant_id: uuid.UUID, embed_id: str, name: str,
                          config: dict) -> asyncpg.Record:
     return await conn.fetchrow(
@@ -30,15 +71,50 @@ async def create_chatbot(conn: asyncpg.Connection, tenant_id: uuid.UUID, embed_i
         "RETURNING *", uuid.uuid4(), tenant_id, embed_id, name, config)
 
 
-async def get_chatbot(conn: asyncpg.Connection, tenant_id: uuid.UUID, chatbot_id: uuid.UUID):
-    return await conn.fetchrow("SELECT * FROM chatbots WHERE id = $1 AND tenant_id = $2",
-                               chatbot_id, tenant_id)
+async def get_chatbot(conn: asyncpg.Connection, tenant_id: uuid.UUID, chatbot_id: uuid.UUID, *, lock: bool = False):
+    return await conn.fetchrow("SELECT * FROM chatbots WHERE id = $1 AND tenant_id = $2"
+                               + (" FOR UPDATE" if lock else ""), chatbot_id, tenant_id)
 
 
-async def list_chatbots(conn: asyncpg.Connection, tenant_id: uuid.UUID, limit: int):
+async def count_chatbots(conn, tenant_id: uuid.UUID) -> int:
+    return await conn.fetchval("SELECT count(*) FROM chatbots WHERE tenant_id = $1", tenant_id)
+
+
+async def list_chatbots(conn: asyncpg.Connection, tenant_id: uuid.UUID, after, limit: int):
     return await conn.fetch(
-        "SELECT * FROM chatbots WHERE tenant_id = $1 ORDER BY created_at, id LIMIT $2", tenant_id, limit)
+        "SELECT * FROM chatbots WHERE tenant_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) > ($2, $3)) "
+        "ORDER BY created_at, id LIMIT $4", tenant_id, after[0] if after else None, after[1] if after else None, limit)
+
+
+async def update_chatbot(conn, tenant_id: uuid.UUID, chatbot_id: uuid.UUID, name: str, config: dict):
+    return await conn.fetchrow(
+        "UPDATE chatbots SET name = $3, config = $4, updated_at = now() WHERE id = $1 AND tenant_id = $2 RETURNING *",
+        chatbot_id, tenant_id, name, config)
+
+
+async def delete_chatbot(conn, tenant_id: uuid.UUID, chatbot_id: uuid.UUID) -> bool:
+    return await conn.execute("DELETE FROM chatbots WHERE id = $1 AND tenant_id = $2",
+                              chatbot_id, tenant_id) != "DELETE 0"
 
 
 async def chatbot_by_embed_id(conn: asyncpg.Connection, embed_id: str) -> asyncpg.Record | None:
     return await conn.fetchrow("SELECT * FROM chatbots WHERE embed_id = $1", embed_id)
+
+
+async def count_message(conn, tenant_id: uuid.UUID, month: date, quota: int) -> bool:
+    """Count one message against the month's quota; False (and nothing counted) when it is used up."""
+    used = await conn.fetchval(
+        "INSERT INTO monthly_usage AS u (tenant_id, month, messages) VALUES ($1, $2, 1) "
+        "ON CONFLICT (tenant_id, month) DO UPDATE SET messages = u.messages + 1 WHERE u.messages < $3 "
+        "RETURNING messages", tenant_id, month, quota)
+    return used is not None and used <= quota
+
+
+async def uncount_message(conn, tenant_id: uuid.UUID, month: date) -> None:
+    await conn.execute("UPDATE monthly_usage SET messages = messages - 1 WHERE tenant_id = $1 AND month = $2 "
+                       "AND messages > 0", tenant_id, month)
+
+
+async def messages_this_month(conn, tenant_id: uuid.UUID, month: date) -> int:
+    return await conn.fetchval("SELECT messages FROM monthly_usage WHERE tenant_id = $1 AND month = $2",
+                               tenant_id, month) or 0

@@ -1,14 +1,33 @@
 from pydantic import Field
 
 from common.settings import settings_for
+from services.gateway.ratelimit import Limit
 
 
 class Settings(settings_for("gateway")):
     admin_api_key: str = Field(validation_alias="ADMIN_API_KEY")
     visitor_token_secret: str = Field(validation_alias="VISITOR_TOKEN_SECRET")
-    visitor_token_ttl_s: int = Field(24 * 3600, validation_alias="VISITOR_TOKEN_TTL")
+    visitor_token_ttl_s: int = Field(2 * 3600, validation_alias="VISITOR_TOKEN_TTL")
     public_base_url: str = Field("http://127.0.0.1:8080", validation_alias="PUBLIC_BASE_URL")
     # SSE comment heartbeat, and how long message.end waits for the avatar's animation
     sse_ping_s: float = Field(15.0, validation_alias="SSE_PING_SECONDS")
     animation_wait_s: float = Field(0.5, validation_alias="ANIMATION_WAIT_SECONDS")
     max_message_chars: int = Field(4000, validation_alias="MAX_MESSAGE_CHARS")
+    # rate limits, per minute: each API key, each visitor's messages, each client IP
+    rate_limit_key_per_min: int = Field(600, validation_alias="RATE_LIMIT_KEY_PER_MINUTE")
+    rate_limit_visitor_per_min: int = Field(20, validation_alias="RATE_LIMIT_VISITOR_PER_MINUTE")
+    rate_limit_ip_per_min: int = Field(300, validation_alias="RATE_LIMIT_IP_PER_MINUTE")
+    # behind nginx, the client's address is the last X-Forwarded-For hop nginx added
+    trust_forwarded_for: bool = Field(False, validation_alias="TRUST_FORWARDED_FOR")
+
+    @property
+    def key_limit(self) -> Limit:
+        return Limit("api_key", self.rate_limit_key_per_min, 60)
+
+    @property
+    def visitor_limit(self) -> Limit:
+        return Limit("visitor", self.rate_limit_visitor_per_min, 60)
+
+    @property
+    def ip_limit(self) -> Limit:
+        return Limit("ip", self.rate_limit_ip_per_min, 60)

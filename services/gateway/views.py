@@ -3,74 +3,280 @@ from __future__ import annotations
 
 import secrets
 import uuid
+from datetime import date, datetime, timezone
 
 from aiohttp import web
 
 from common import events as ev
-from common.web import BUS, POOL, ApiError, json_response, read_json
+from common.web import BUS, POOL, ApiError, json_response
+from common import pagination
 from services.gateway import auth, repository
-from services.gateway.models import (ApiKeyOut, ChatbotIn, ChatbotOut, TenantCreated, TenantIn,
-                                     TenantOut)
+from services.gateway.api import Ctx, op
+from services.gateway.clients import CONVERSATION
+from services.gateway.models import (AdminTenantPatch, ApiKeyIn, ApiKeyOut, ApiKeyPage, ChatbotIn, ChatbotOut,
+                                     ChatbotPage, ChatbotPatch, ConversationPage, ConversationQuery, EmbedSnippet,
+                                     PageQuery, PlanLimits, TenantCreated, TenantIn, TenantOut, TenantPage,
+                                     TenantPatch, TenantWithUsage, Transcript, Usage)
 from services.gateway.settings import Settings
 
 SETTINGS_KEY = web.AppKey("gateway_settings", Settings)
-routes = web.RouteTableDef()
+
+
+def month_start(now: datetime | None = None) -> date:
+    now = now or datetime.now(timezone.utc)
+    return date(now.year, now.month, 1)
+
+
+def tenant_out(row) -> TenantOut:
+    return TenantOut(id=row["id"], name=row["name"], created_at=row["created_at"], limits=PlanLimits(
+        max_chatbots=row["max_chatbots"], max_documents=row["max_documents"],
+        monthly_message_quota=row["monthly_message_quota"]))
 
 
 def chatbot_out(row) -> ChatbotOut:
-    return ChatbotOut(id=row["id"], name=row["name"], embed_id=row["embed_id"], created_at=row["created_at"],
-                      updated_at=row["updated_at"], **row["config"])
+    return ChatbotOut.model_validate({"id": row["id"], "name": row["name"], "embed_id": row["embed_id"],
+                                      "created_at": row["created_at"], "updated_at": row["updated_at"],
+                                      **row["config"]}, strict=False)
 
 
 def snapshot(row) -> ev.ChatbotSnapshot:
-    return ev.ChatbotSnapshot(chatbot_id=row["id"], name=row["name"], **row["config"])
+    config = row["config"]
+    persona, ai, knowledge = config["persona"], config["ai"], config["knowledge"]
+    return ev.ChatbotSnapshot(
+        chatbot_id=row["id"], name=row["name"], system_prompt=persona["system_prompt"], tone=persona["tone"],
+        greeting=persona["greeting"], fallback_answer=persona["fallback_answer"], provider=ai["provider"],
+        model=ai["model"], temperature=ai["temperature"], max_tokens=ai["max_tokens"],
+        fallback_provider=ai.get("fallback_provider"), top_k=knowledge["top_k"],
+        score_threshold=knowledge["score_threshold"], avatar_id=config.get("avatar_id"))
 
 
-def _uuid(value: str, what: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise ApiError(404, "not_found", f"no such {what}") from None
+async def _usage(conn, tenant) -> Usage:
+    month = month_start()
+    return Usage(month=month.isoformat(), messages=await repository.messages_this_month(conn, tenant["id"], month),
+                 monthly_message_quota=tenant["monthly_message_quota"],
+                 chatbots=await repository.count_chatbots(conn, tenant["id"]), max_chatbots=tenant["max_chatbots"])
 
 
-@routes.post("/api/v1/admin/tenants")
-async def create_tenant(request: web.Request) -> web.Response:
-    auth.require_admin(request, request.app[SETTINGS_KEY].admin_api_key)
-    body = await read_json(request, TenantIn)
+# --- admin -----------------------------------------------------------------------------------
+
+@op("POST", "/api/v1/admin/tenants", summary="Create a tenant and its first API key", tag="Admin", auth="admin",
+    body=TenantIn, response=TenantCreated, status=201)
+async def create_tenant(ctx: Ctx) -> web.Response:
+    """Sign-up is done by a platform admin. The tenant's first key (scope `full`) is returned once."""
+    body: TenantIn = ctx.body
     key_id, full_key, secret_hash = auth.new_api_key()
-    async with request.app[POOL].acquire() as conn, conn.transaction():
-        tenant = await repository.create_tenant(conn, body.name)
+    async with ctx.request.app[POOL].acquire() as conn, conn.transaction():
+        tenant = await repository.create_tenant(conn, body.name, body.limits.model_dump())
         key = await repository.create_api_key(conn, key_id, tenant["id"], secret_hash, "full", "default")
-    return json_response(TenantCreated(tenant=TenantOut(**dict(tenant)),
-                                       api_key=ApiKeyOut(**dict(key), key=full_key)), status=201)
+    return json_response(TenantCreated(tenant=tenant_out(tenant), api_key=ApiKeyOut(**dict(key), key=full_key)),
+                         status=201)
 
 
-@routes.post("/api/v1/chatbots")
-async def create_chatbot(request: web.Request) -> web.Response:
-    principal = await auth.authenticate(request)
-    body = await read_json(request, ChatbotIn)
-    config = body.model_dump(mode="json", exclude={"name"})
-    async with request.app[POOL].acquire() as conn, conn.transaction():
-        row = await repository.create_chatbot(conn, principal.tenant_id, secrets.token_urlsafe(18),
-                                              body.name, config)
-    await request.app[BUS].publish(ev.ChatbotCreatedEvent(tenant_id=principal.tenant_id, chatbot=snapshot(row)))
+@op("GET", "/api/v1/admin/tenants", summary="List tenants", tag="Admin", auth="admin", query=PageQuery,
+    response=TenantPage)
+async def list_tenants(ctx: Ctx) -> web.Response:
+    async with ctx.request.app[POOL].acquire() as conn:
+        rows = await repository.list_tenants(conn, pagination.decode(ctx.query.cursor), ctx.query.limit + 1)
+    return json_response(pagination.page(rows, ctx.query.limit, lambda r: tenant_out(r).model_dump(mode="json")))
+
+
+@op("GET", "/api/v1/admin/tenants/{tenant_id}", summary="Get a tenant with its usage", tag="Admin", auth="admin",
+    response=TenantWithUsage)
+async def admin_get_tenant(ctx: Ctx) -> web.Response:
+    async with ctx.request.app[POOL].acquire() as conn:
+        tenant = await repository.get_tenant(conn, uuid.UUID(ctx.request.match_info["tenant_id"]))
+        if tenant is None:
+            raise ApiError(404, "not_found", "no such tenant")
+        return json_response(TenantWithUsage(**tenant_out(tenant).model_dump(), usage=await _usage(conn, tenant)))
+
+
+@op("PATCH", "/api/v1/admin/tenants/{tenant_id}", summary="Change a tenant's name or plan limits", tag="Admin",
+    auth="admin", body=AdminTenantPatch, response=TenantOut)
+async def admin_update_tenant(ctx: Ctx) -> web.Response:
+    body: AdminTenantPatch = ctx.body
+    async with ctx.request.app[POOL].acquire() as conn:
+        tenant = await repository.update_tenant(
+            conn, uuid.UUID(ctx.request.match_info["tenant_id"]), name=body.name,
+            limits=body.limits.model_dump(exclude_none=True) if body.limits else None)
+    if tenant is None:
+        raise ApiError(404, "not_found", "no such tenant")
+    return json_response(tenant_out(tenant))
+
+
+# --- the tenant itself -----------------------------------------------------------------------
+
+@op("GET", "/api/v1/tenant", summary="Your tenant, plan limits and this month's usage", tag="Tenant",
+    response=TenantWithUsage)
+async def get_tenant(ctx: Ctx) -> web.Response:
+    async with ctx.request.app[POOL].acquire() as conn:
+        tenant = await repository.get_tenant(conn, ctx.principal.tenant_id)
+        return json_response(TenantWithUsage(**tenant_out(tenant).model_dump(), usage=await _usage(conn, tenant)))
+
+
+@op("PATCH", "/api/v1/tenant", summary="Rename your tenant", tag="Tenant", body=TenantPatch, response=TenantOut)
+async def update_tenant(ctx: Ctx) -> web.Response:
+    """Plan limits are not yours to change: only the platform admin can."""
+    async with ctx.request.app[POOL].acquire() as conn:
+        tenant = await repository.update_tenant(conn, ctx.principal.tenant_id, name=ctx.body.name)
+    return json_response(tenant_out(tenant))
+
+
+@op("GET", "/api/v1/tenant/usage", summary="This month's usage against the plan", tag="Tenant", response=Usage)
+async def get_usage(ctx: Ctx) -> web.Response:
+    async with ctx.request.app[POOL].acquire() as conn:
+        tenant = await repository.get_tenant(conn, ctx.principal.tenant_id)
+        return json_response(await _usage(conn, tenant))
+
+
+# --- API keys --------------------------------------------------------------------------------
+
+@op("POST", "/api/v1/api-keys", summary="Create an API key", tag="API keys", body=ApiKeyIn, response=ApiKeyOut,
+    status=201)
+async def create_api_key(ctx: Ctx) -> web.Response:
+    """The full key is in the response once; we keep only a hash. Scopes: `full`, `read` (GET only),
+    `chat` (the chat endpoints only)."""
+    key_id, full_key, secret_hash = auth.new_api_key()
+    async with ctx.request.app[POOL].acquire() as conn:
+        row = await repository.create_api_key(conn, key_id, ctx.principal.tenant_id, secret_hash,
+                                              ctx.body.scope, ctx.body.name)
+    return json_response(ApiKeyOut(**dict(row), key=full_key), status=201)
+
+
+@op("GET", "/api/v1/api-keys", summary="List API keys (never their secrets)", tag="API keys", query=PageQuery,
+    response=ApiKeyPage)
+async def list_api_keys(ctx: Ctx) -> web.Response:
+    async with ctx.request.app[POOL].acquire() as conn:
+        rows = await repository.list_api_keys(conn, ctx.principal.tenant_id,
+                                              pagination.decode(ctx.query.cursor, uuid_ids=False), ctx.query.limit + 1)
+    return json_response(pagination.page(rows, ctx.query.limit, lambda r: ApiKeyOut(**dict(r)).model_dump(mode="json")))
+
+
+@op("DELETE", "/api/v1/api-keys/{key_id}", summary="Revoke an API key (effective at once)", tag="API keys",
+    response=ApiKeyOut)
+async def revoke_api_key(ctx: Ctx) -> web.Response:
+    async with ctx.request.app[POOL].acquire() as conn:
+        row = await repository.revoke_api_key(conn, ctx.principal.tenant_id, ctx.request.match_info["key_id"])
+    if row is None:
+        raise ApiError(404, "not_found", "no such API key")
+    return json_response(ApiKeyOut(**dict(row)))
+
+
+# --- chatbots --------------------------------------------------------------------------------
+
+async def _owned_chatbot(ctx: Ctx, conn, *, lock: bool = False):
+    row = await repository.get_chatbot(conn, ctx.principal.tenant_id,
+                                       uuid.UUID(ctx.request.match_info["chatbot_id"]), lock=lock)
+    if row is None:
+        raise ApiError(404, "not_found", "no such chatbot")
+    return row
+
+
+@op("POST", "/api/v1/chatbots", summary="Create a chatbot", tag="Chatbots", body=ChatbotIn, response=ChatbotOut,
+    status=201)
+async def create_chatbot(ctx: Ctx) -> web.Response:
+    body: ChatbotIn = ctx.body
+    async with ctx.request.app[POOL].acquire() as conn, conn.transaction():
+        tenant = await repository.get_tenant(conn, ctx.principal.tenant_id, lock=True)  # serialises the count
+        if await repository.count_chatbots(conn, tenant["id"]) >= tenant["max_chatbots"]:
+            raise ApiError(403, "plan_limit_reached", f"your plan allows {tenant['max_chatbots']} chatbots",
+                           {"limit": "max_chatbots", "value": tenant["max_chatbots"]})
+        row = await repository.create_chatbot(conn, tenant["id"], secrets.token_urlsafe(18), body.name,
+                                              body.model_dump(mode="json", exclude={"name"}))
+    await ctx.request.app[BUS].publish(ev.ChatbotCreatedEvent(tenant_id=row["tenant_id"], chatbot=snapshot(row)))
     return json_response(chatbot_out(row), status=201)
 
 
-@routes.get("/api/v1/chatbots")
-async def list_chatbots(request: web.Request) -> web.Response:
-    principal = await auth.authenticate(request)
-    async with request.app[POOL].acquire() as conn:
-        rows = await repository.list_chatbots(conn, principal.tenant_id, 100)
-    return json_response({"data": [chatbot_out(r).model_dump(mode="json") for r in rows]})
+@op("GET", "/api/v1/chatbots", summary="List chatbots", tag="Chatbots", query=PageQuery, response=ChatbotPage)
+async def list_chatbots(ctx: Ctx) -> web.Response:
+    async with ctx.request.app[POOL].acquire() as conn:
+        rows = await repository.list_chatbots(conn, ctx.principal.tenant_id, pagination.decode(ctx.query.cursor),
+                                              ctx.query.limit + 1)
+    return json_response(pagination.page(rows, ctx.query.limit, lambda r: chatbot_out(r).model_dump(mode="json")))
 
 
-@routes.get("/api/v1/chatbots/{chatbot_id}")
-async def get_chatbot(request: web.Request) -> web.Response:
-    principal = await auth.authenticate(request)
-    chatbot_id = _uuid(request.match_info["chatbot_id"], "chatbot")
-    async with request.app[POOL].acquire() as conn:
-        row = await repository.get_chatbot(conn, principal.tenant_id, chatbot_id)
-    if row is None:
-        raise ApiError(404, "not_found", "no such chatbot")
+@op("GET", "/api/v1/chatbots/{chatbot_id}", summary="Get a chatbot", tag="Chatbots", response=ChatbotOut)
+async def get_chatbot(ctx: Ctx) -> web.Response:
+    async with ctx.request.app[POOL].acquire() as conn:
+        return json_response(chatbot_out(await _owned_chatbot(ctx, conn)))
+
+
+CLEARABLE = {"avatar_id", "animation_map_id", "ai.fallback_provider"}
+
+
+def merge(config: dict, patch: dict) -> dict:
+    merged = dict(config)
+    for key, value in patch.items():
+        merged[key] = merge(merged.get(key) or {}, value) if isinstance(value, dict) else value
+    return merged
+
+
+@op("PATCH", "/api/v1/chatbots/{chatbot_id}", summary="Change a chatbot", tag="Chatbots", body=ChatbotPatch,
+    response=ChatbotOut)
+async def update_chatbot(ctx: Ctx) -> web.Response:
+    """Send only what changes; nested settings merge field by field. `null` clears
+    `avatar_id`, `animation_map_id` and `ai.fallback_provider`."""
+    patch = ctx.body.model_dump(mode="json", exclude_unset=True)
+    # null means "no change", except for the references that can be cleared
+    patch = {k: v for k, v in patch.items() if v is not None or k in CLEARABLE}
+    for section in ("persona", "placement", "ai", "knowledge"):
+        if isinstance(patch.get(section), dict):
+            patch[section] = {k: v for k, v in patch[section].items()
+                              if v is not None or f"{section}.{k}" in CLEARABLE}
+    async with ctx.request.app[POOL].acquire() as conn, conn.transaction():
+        row = await _owned_chatbot(ctx, conn, lock=True)
+        name = patch.pop("name", None) or row["name"]
+        config = ChatbotIn.model_validate({"name": name, **merge(row["config"], patch)}, strict=False)
+        row = await repository.update_chatbot(conn, row["tenant_id"], row["id"], name,
+                                              config.model_dump(mode="json", exclude={"name"}))
+    await ctx.request.app[BUS].publish(ev.ChatbotUpdatedEvent(tenant_id=row["tenant_id"], chatbot=snapshot(row)))
     return json_response(chatbot_out(row))
+
+
+@op("DELETE", "/api/v1/chatbots/{chatbot_id}", summary="Delete a chatbot", tag="Chatbots", status=204)
+async def delete_chatbot(ctx: Ctx) -> web.Response:
+    async with ctx.request.app[POOL].acquire() as conn:
+        row = await _owned_chatbot(ctx, conn)
+        await repository.delete_chatbot(conn, row["tenant_id"], row["id"])
+    await ctx.request.app[BUS].publish(ev.ChatbotDeletedEvent(tenant_id=row["tenant_id"], chatbot_id=row["id"]))
+    return web.Response(status=204)
+
+
+@op("GET", "/api/v1/chatbots/{chatbot_id}/embed-snippet", summary="The script tag to paste into your site",
+    tag="Chatbots", response=EmbedSnippet)
+async def embed_snippet(ctx: Ctx) -> web.Response:
+    async with ctx.request.app[POOL].acquire() as conn:
+        row = await _owned_chatbot(ctx, conn)
+    base = ctx.request.app[SETTINGS_KEY].public_base_url.rstrip("/")
+    script = f"{base}/embed.js"
+    return json_response(EmbedSnippet(embed_id=row["embed_id"], script_url=script,
+                                      snippet=f'<script src="{script}" data-embed-id="{row["embed_id"]}" defer></script>'))
+
+
+# --- conversations (the tenant's view) -------------------------------------------------------
+
+@op("GET", "/api/v1/chatbots/{chatbot_id}/conversations", summary="List a chatbot's conversations",
+    tag="Conversations", query=ConversationQuery, response=ConversationPage)
+async def list_conversations(ctx: Ctx) -> web.Response:
+    """Newest first; filter by time (`from`, `to`) and visitor."""
+    async with ctx.request.app[POOL].acquire() as conn:
+        row = await _owned_chatbot(ctx, conn)
+    q: ConversationQuery = ctx.query
+    params = {"tenant_id": str(row["tenant_id"]), "chatbot_id": str(row["id"]), "limit": str(q.limit)}
+    if q.cursor:
+        params["cursor"] = q.cursor
+    if q.since:
+        params["from"] = q.since.isoformat()
+    if q.until:
+        params["to"] = q.until.isoformat()
+    if q.visitor_id:
+        params["visitor_id"] = str(q.visitor_id)
+    return json_response(await ctx.request.app[CONVERSATION].request("GET", "/internal/conversations", params=params))
+
+
+@op("GET", "/api/v1/conversations/{conversation_id}", summary="A conversation's transcript", tag="Conversations",
+    response=Transcript)
+async def get_transcript(ctx: Ctx) -> web.Response:
+    body = await ctx.request.app[CONVERSATION].request(
+        "GET", f"/internal/conversations/{ctx.request.match_info['conversation_id']}/transcript",
+        params={"tenant_id": str(ctx.principal.tenant_id)})
+    return json_response(body)

@@ -1,8 +1,14 @@
-"""The widget's public side: start a conversation, post messages, stream replies over SSE."""
+"""The widget's public side: config, conversations, messages and the SSE stream.
+
+Origins: when a chatbot lists allowed origins, every widget call must come from one of them,
+or from our own widget frame (whose embedding is limited to those origins by the frame's
+`frame-ancestors` policy). Browsers set `Origin` themselves; pages elsewhere cannot use the widget.
+"""
 from __future__ import annotations
 
 import asyncio
 import uuid
+from urllib.parse import urlsplit
 
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse
@@ -11,101 +17,185 @@ from common import events as ev
 from common.bus import BusError
 from common.logging import bind_contextvars, get_logger
 from common.web import BUS, POOL, ApiError, json_response, read_json
-from services.gateway import auth, repository
+from services.gateway import auth, ratelimit, repository
+from services.gateway.api import Ctx, op
 from services.gateway.clients import CONVERSATION
-from services.gateway.models import ConversationIn, ConversationStarted, MessageAccepted, MessageIn
+from services.gateway.models import (ConversationIn, ConversationStarted, MessageAccepted, MessageIn,
+                                     VisitorMessages, VisitorToken, WidgetConfig)
 from services.gateway.stream import StreamHub, VisitorStream, parse_last_event_id, pump
-from services.gateway.views import SETTINGS_KEY, _uuid, snapshot
+from services.gateway.views import SETTINGS_KEY, month_start, snapshot
 
 log = get_logger(__name__)
 HUB = web.AppKey("stream_hub", StreamHub)
-routes = web.RouteTableDef()
+BASE = "/api/widget/v1/{embed_id}"
+TOKEN_GRACE_S = 7 * 24 * 3600  # an expired token can still be refreshed for a week
 
 
-async def _chatbot(request: web.Request):
+def _origin_of(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def check_origin(request: web.Request, chatbot) -> str | None:
+    allowed = chatbot["config"].get("allowed_origins") or []
+    origin = request.headers.get("Origin")
+    if not allowed:
+        return origin
+    own = _origin_of(request.app[SETTINGS_KEY].public_base_url)
+    if origin is None or (origin.lower() not in allowed and origin.lower() != own):
+        raise ApiError(403, "origin_not_allowed", "this chatbot cannot be used from this website",
+                       {"origin": origin})
+    return origin
+
+
+def cors(response: web.StreamResponse, origin: str | None) -> web.StreamResponse:
+    if origin:
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Vary"] = "Origin"
+    return response
+
+
+async def _chatbot(ctx: Ctx):
+    request = ctx.request
     embed_id = request.match_info["embed_id"]
     async with request.app[POOL].acquire() as conn:
-        row = await repository.chatbot_by_embed_id(conn, embed_id)
+        row = await repository.chatbot_by_embed_id(conn, embed_id) if len(embed_id) <= 64 else None
     if row is None:
         raise ApiError(404, "unknown_embed_id", "no chatbot has this embed id")
     bind_contextvars(tenant_id=str(row["tenant_id"]), chatbot_id=str(row["id"]))
-    return row
+    return row, check_origin(request, row)
 
 
-def _visitor(request: web.Request, chatbot) -> auth.Visitor:
-    conversation_id = _uuid(request.match_info["conversation_id"], "conversation")
-    visitor = auth.verify_visitor_token(request, request.app[SETTINGS_KEY].visitor_token_secret,
-                                        chatbot["embed_id"], conversation_id)
+def _visitor(ctx: Ctx, chatbot, *, grace_s: int = 0) -> auth.Visitor:
+    conversation_id = uuid.UUID(ctx.request.match_info["conversation_id"])
+    visitor = auth.verify_visitor_token(ctx.request, ctx.request.app[SETTINGS_KEY].visitor_token_secret,
+                                        chatbot["embed_id"], conversation_id, grace_s=grace_s)
     bind_contextvars(conversation_id=str(conversation_id))
     return visitor
 
 
-@routes.post("/api/widget/v1/{embed_id}/conversations")
-async def start_conversation(request: web.Request) -> web.Response:
-    chatbot = await _chatbot(request)
-    body = await read_json(request, ConversationIn) if request.body_exists else ConversationIn()
-    created = await request.app[CONVERSATION].request("POST", "/internal/conversations", json={
+def _token(ctx: Ctx, chatbot, conversation_id: uuid.UUID, visitor_id: uuid.UUID) -> tuple[str, int]:
+    settings = ctx.request.app[SETTINGS_KEY]
+    return auth.issue_visitor_token(settings.visitor_token_secret, tenant_id=chatbot["tenant_id"],
+                                    embed_id=chatbot["embed_id"], conversation_id=conversation_id,
+                                    visitor_id=visitor_id, ttl_s=settings.visitor_token_ttl_s), \
+        settings.visitor_token_ttl_s
+
+
+@op("GET", f"{BASE}/config", summary="What the widget needs to render", tag="Widget", auth="public",
+    response=WidgetConfig)
+async def widget_config(ctx: Ctx) -> web.Response:
+    chatbot, origin = await _chatbot(ctx)
+    config = chatbot["config"]
+    avatar = config.get("avatar_id")
+    base = ctx.request.app[SETTINGS_KEY].public_base_url.rstrip("/")
+    body = WidgetConfig(
+        embed_id=chatbot["embed_id"], name=chatbot["name"], greeting=config["persona"]["greeting"],
+        welcome_message=config.get("welcome_message", ""), suggested_questions=config.get("suggested_questions", []),
+        placement=config["placement"],
+        avatar_model_url=f"{base}/api/widget/v1/avatars/{avatar or 'default'}/model.glb")
+    return cors(json_response(body), origin)
+
+
+@op("POST", f"{BASE}/conversations", summary="Start a conversation", tag="Widget", auth="public",
+    response=ConversationStarted, status=201)
+async def start_conversation(ctx: Ctx) -> web.Response:
+    """Returns a short-lived visitor token that opens this conversation, and only it. The body
+    is optional: `{"visitor_id": ...}` marks a returning visitor."""
+    chatbot, origin = await _chatbot(ctx)
+    body = ConversationIn()
+    if ctx.request.body_exists:
+        body = await read_json(ctx.request, ConversationIn)
+    created = await ctx.request.app[CONVERSATION].request("POST", "/internal/conversations", json={
         "tenant_id": str(chatbot["tenant_id"]), "chatbot_id": str(chatbot["id"]),
         "visitor_id": str(body.visitor_id) if body.visitor_id else None})
-    settings = request.app[SETTINGS_KEY]
     conversation_id, visitor_id = uuid.UUID(created["conversation_id"]), uuid.UUID(created["visitor_id"])
-    token = auth.issue_visitor_token(settings.visitor_token_secret, tenant_id=chatbot["tenant_id"],
-                                     embed_id=chatbot["embed_id"], conversation_id=conversation_id,
-                                     visitor_id=visitor_id, ttl_s=settings.visitor_token_ttl_s)
-    return json_response(ConversationStarted(conversation_id=conversation_id, visitor_id=visitor_id,
-                                             visitor_token=token, greeting=chatbot["config"].get("greeting", "")),
-                         status=201)
+    token, ttl = _token(ctx, chatbot, conversation_id, visitor_id)
+    return cors(json_response(ConversationStarted(
+        conversation_id=conversation_id, visitor_id=visitor_id, visitor_token=token, visitor_token_expires_in=ttl,
+        greeting=chatbot["config"]["persona"]["greeting"]), status=201), origin)
 
 
-@routes.post("/api/widget/v1/{embed_id}/conversations/{conversation_id}/messages")
-async def post_message(request: web.Request) -> web.Response:
-    chatbot = await _chatbot(request)
-    visitor = _visitor(request, chatbot)
-    body = await read_json(request, MessageIn)
+@op("POST", f"{BASE}/conversations/{{conversation_id}}/token", summary="Refresh a visitor token", tag="Widget",
+    auth="visitor", response=VisitorToken)
+async def refresh_token(ctx: Ctx) -> web.Response:
+    """Takes the current token, even if it expired in the last week, and returns a fresh one."""
+    chatbot, origin = await _chatbot(ctx)
+    visitor = _visitor(ctx, chatbot, grace_s=TOKEN_GRACE_S)
+    token, ttl = _token(ctx, chatbot, visitor.conversation_id, visitor.visitor_id)
+    return cors(json_response(VisitorToken(visitor_token=token, visitor_token_expires_in=ttl)), origin)
+
+
+@op("POST", f"{BASE}/conversations/{{conversation_id}}/messages", summary="Send a visitor message", tag="Widget",
+    auth="visitor", body=MessageIn, response=MessageAccepted, status=202)
+async def post_message(ctx: Ctx) -> web.Response:
+    """Accepted (202) once the message is safely queued; the reply streams on the SSE stream.
+    A retry with the same `client_message_id` is the same message."""
+    request = ctx.request
+    chatbot, origin = await _chatbot(ctx)
+    visitor = _visitor(ctx, chatbot)
+    settings = request.app[SETTINGS_KEY]
+    await ratelimit.enforce(request, request.app[POOL], str(visitor.visitor_id), settings.visitor_limit)
+    body: MessageIn = ctx.body
     text = body.text.strip()
-    limit = request.app[SETTINGS_KEY].max_message_chars
     if not text:
         raise ApiError(422, "empty_message", "the message is empty")
-    if len(text) > limit:
-        raise ApiError(413, "message_too_long", f"messages are limited to {limit} characters")
+    if len(text) > settings.max_message_chars:
+        raise ApiError(413, "message_too_long", f"messages are limited to {settings.max_message_chars} characters")
     # the same client message id always maps to the same message id: retries are harmless
     message_id = uuid.uuid5(visitor.conversation_id, body.client_message_id)
+    month = month_start()
+    async with request.app[POOL].acquire() as conn:
+        quota = await conn.fetchval("SELECT monthly_message_quota FROM tenants WHERE id = $1", chatbot["tenant_id"])
+        if not await repository.count_message(conn, chatbot["tenant_id"], month, quota):
+            raise ApiError(403, "quota_exceeded", "this chatbot has used its messages for the month")
     event = ev.VisitorMessageReceivedEvent(
         tenant_id=chatbot["tenant_id"], chatbot_id=chatbot["id"], conversation_id=visitor.conversation_id,
         visitor_id=visitor.visitor_id, message_id=message_id, client_message_id=body.client_message_id,
         text=text, chatbot=snapshot(chatbot))
     try:
         await request.app[BUS].publish(event)
-    except (BusError, ConnectionError, asyncio.TimeoutError) as exc:
+    except (BusError, ConnectionError, asyncio.TimeoutError, RuntimeError) as exc:
         log.error("message_not_accepted", error=repr(exc))
+        async with request.app[POOL].acquire() as conn:
+            await repository.uncount_message(conn, chatbot["tenant_id"], month)
         raise ApiError(503, "unavailable", "the message could not be accepted; try again",
                        headers={"Retry-After": "2"}) from None
     log.info("visitor_message_accepted", message_id=str(message_id))
-    return json_response(MessageAccepted(message_id=message_id, conversation_id=visitor.conversation_id),
-                         status=202)
+    return cors(json_response(MessageAccepted(message_id=message_id, conversation_id=visitor.conversation_id),
+                              status=202), origin)
 
 
-@routes.get("/api/widget/v1/{embed_id}/conversations/{conversation_id}/messages")
-async def transcript(request: web.Request) -> web.Response:
-    chatbot = await _chatbot(request)
-    visitor = _visitor(request, chatbot)
-    body = await request.app[CONVERSATION].request(
+@op("GET", f"{BASE}/conversations/{{conversation_id}}/messages", summary="The conversation so far", tag="Widget",
+    auth="visitor", response=VisitorMessages)
+async def transcript(ctx: Ctx) -> web.Response:
+    chatbot, origin = await _chatbot(ctx)
+    visitor = _visitor(ctx, chatbot)
+    body = await ctx.request.app[CONVERSATION].request(
         "GET", f"/internal/conversations/{visitor.conversation_id}/messages",
         params={"tenant_id": str(visitor.tenant_id)})
-    return json_response(body)
+    return cors(json_response(body), origin)
 
 
-@routes.get("/api/widget/v1/{embed_id}/conversations/{conversation_id}/stream")
-async def stream(request: web.Request) -> web.StreamResponse:
-    chatbot = await _chatbot(request)
-    visitor = _visitor(request, chatbot)
+@op("GET", f"{BASE}/conversations/{{conversation_id}}/stream", summary="Stream replies (Server-Sent Events)",
+    tag="Widget", auth="visitor", content_type="text/event-stream")
+async def stream(ctx: Ctx) -> web.StreamResponse:
+    """Events: `message.start`, `message.delta` (`offset`, `text`), `avatar.animation`, `message.end`
+    (full text, citations, usage), `error`; `: ping` comments keep it alive. Ids are
+    `<reply_seq>-<n>`: reconnect with `Last-Event-ID` to receive replies that completed meanwhile.
+    EventSource cannot send headers, so the token may come as `?token=`."""
+    request = ctx.request
+    chatbot, origin = await _chatbot(ctx)
+    visitor = _visitor(ctx, chatbot)
     settings = request.app[SETTINGS_KEY]
     last = parse_last_event_id(request.headers.get("Last-Event-ID") or request.query.get("last_event_id"))
     hub = request.app[HUB]
     queue = await hub.open(visitor.conversation_id)  # bind before replaying: nothing falls between
     try:
-        resp = EventSourceResponse(ping_interval=settings.sse_ping_s,
-                                   headers={"X-Accel-Buffering": "no", "Cache-Control": "no-cache"})
+        headers = {"X-Accel-Buffering": "no", "Cache-Control": "no-cache"}
+        if origin:
+            headers.update({"Access-Control-Allow-Origin": origin, "Vary": "Origin"})
+        resp = EventSourceResponse(ping_interval=settings.sse_ping_s, headers=headers)
         await resp.prepare(request)
         visitor_stream = VisitorStream(resp, settings.animation_wait_s)
         if last is not None:

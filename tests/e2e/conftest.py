@@ -147,8 +147,9 @@ class Api:
         return body
 
     async def chatbot(self, key: str, **fields) -> dict:
-        payload = {"name": "Helper", "greeting": "Hello from Acme!",
-                   "fallback_answer": "Sorry, I do not know that yet, please email help@acme.example.", **fields}
+        payload = {"name": "Helper", "persona": {
+            "greeting": "Hello from Acme!",
+            "fallback_answer": "Sorry, I do not know that yet, please email help@acme.example."}, **fields}
         status, body = await self.call("POST", "/api/v1/chatbots", key=key, json=payload)
         assert status == 201, body
         return body

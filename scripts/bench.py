@@ -1,0 +1,250 @@
+"""`make bench`: measure the running platform and write docs/benchmarks.md.
+
+Starts the real supervisord.conf on the test ports (the test databases and vhost), then:
+
+(a) the platform's overhead on time to first token: the moment the SSE client read its first
+    ``message.delta`` minus the moment the provider produced its first token (the ai service
+    reports that wall-clock instant in ``message.end``'s timings), p50/p95/p99;
+(b) complete chat turns per second at concurrency 1, 10 and 50, with the error count; a turn
+    is one visitor message, from POST to ``message.end``, each worker being one visitor with
+    an open SSE stream;
+(c) the same measured against a baseline: one aiohttp process calling the same provider
+    in-process and streaming SSE (scripts/bench_baseline.py). Ours are reported as ratios.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import aiohttp
+
+from scripts.start_app import ROOT, supervisor_env
+
+BIN = Path(sys.executable).parent
+LEVELS = (1, 10, 50)
+LEVEL_SECONDS = float(os.environ.get("BENCH_LEVEL_SECONDS", "10"))
+QUESTION = "Can I return a bike after 30 days?"
+BASELINE_PORT = 13999
+
+
+@dataclass
+class Level:
+    concurrency: int
+    turns: int = 0
+    errors: int = 0
+    seconds: float = 0.0
+    overhead_ms: list[float] = field(default_factory=list)
+    visitor_ttft_ms: list[float] = field(default_factory=list)
+    turn_ms: list[float] = field(default_factory=list)
+
+    @property
+    def rate(self) -> float:
+        return self.turns / self.seconds if self.seconds else 0.0
+
+
+def pct(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(len(values) - 1, max(0, round(p / 100 * len(values)) - 1))]
+
+
+async def sse_events(resp: aiohttp.ClientResponse):
+    name, data = "message", []
+    async for raw in resp.content:
+        line = raw.decode().rstrip("\r\n")
+        if not line:
+            if data:
+                yield name, json.loads("\n".join(data))
+            name, data = "message", []
+        elif line.startswith("event:"):
+            name = line[6:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].strip())
+
+
+class Platform:
+    def __init__(self, http: aiohttp.ClientSession, base: str, embed_id: str):
+        self.http, self.base, self.embed = http, base, embed_id
+
+    async def visitor(self, level: Level, stop_at: float) -> None:
+        async with self.http.post(f"{self.base}/api/widget/v1/{self.embed}/conversations") as resp:
+            conv = await resp.json()
+        url = f"{self.base}/api/widget/v1/{self.embed}/conversations/{conv['conversation_id']}"
+        headers = {"Authorization": f"Bearer {conv['visitor_token']}"}
+        async with self.http.get(url + "/stream", params={"token": conv["visitor_token"]},
+                                 timeout=aiohttp.ClientTimeout(total=None)) as stream:
+            events = sse_events(stream)
+            n = 0
+            while time.monotonic() < stop_at:
+                n += 1
+                posted = time.time()
+                async with self.http.post(url + "/messages", headers=headers,
+                                          json={"text": QUESTION, "client_message_id": f"m{n}"}) as resp:
+                    if resp.status != 202:
+                        level.errors += 1
+                        continue
+                first_delta = None
+                try:
+                    async for name, data in events:
+                        if name == "message.delta" and first_delta is None:
+                            first_delta = time.time()
+                        elif name == "message.end":
+                            record(level, posted, first_delta, data)
+                            break
+                        elif name == "error":
+                            level.errors += 1
+                            break
+                except Exception:  # noqa: BLE001 - counted, the visitor gives up
+                    level.errors += 1
+                    return
+
+
+class Baseline:
+    def __init__(self, http: aiohttp.ClientSession, base: str):
+        self.http, self.base = http, base
+
+    async def visitor(self, level: Level, stop_at: float) -> None:
+        while time.monotonic() < stop_at:
+            posted = time.time()
+            first_delta = None
+            try:
+                async with self.http.get(f"{self.base}/chat", params={"text": QUESTION}) as resp:
+                    async for name, data in sse_events(resp):
+                        if name == "message.delta" and first_delta is None:
+                            first_delta = time.time()
+                        elif name == "message.end":
+                            record(level, posted, first_delta, data)
+                            break
+            except Exception:  # noqa: BLE001 - counted
+                level.errors += 1
+
+
+def record(level: Level, posted: float, first_delta: float | None, end: dict) -> None:
+    done = time.time()
+    level.turns += 1
+    level.turn_ms.append((done - posted) * 1000)
+    first_token_at = (end.get("timings") or {}).get("first_token_at")
+    if first_delta is not None and first_token_at:
+        level.overhead_ms.append((first_delta - first_token_at) * 1000)
+        level.visitor_ttft_ms.append((first_delta - posted) * 1000)
+
+
+async def run_level(target, concurrency: int) -> Level:
+    level = Level(concurrency)
+    started = time.monotonic()
+    stop_at = started + LEVEL_SECONDS
+    await asyncio.gather(*(target.visitor(level, stop_at) for _ in range(concurrency)))
+    level.seconds = time.monotonic() - started
+    return level
+
+
+def wait_http(url: str, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except Exception:  # noqa: BLE001 - not up yet
+            time.sleep(0.3)
+    raise SystemExit(f"{url} did not come up")
+
+
+async def measure() -> tuple[list[Level], list[Level]]:
+    gateway = f"http://127.0.0.1:{os.environ['GATEWAY_PORT']}"
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as http:
+        admin = {"Authorization": f"Bearer {os.environ['ADMIN_API_KEY']}"}
+        async with http.post(f"{gateway}/api/v1/admin/tenants", json={"name": "bench"}, headers=admin) as resp:
+            key = (await resp.json())["api_key"]["key"]
+        async with http.post(f"{gateway}/api/v1/chatbots", headers={"Authorization": f"Bearer {key}"}, json={
+                "name": "bench", "persona": {"greeting": "Hello from Acme!",
+                "fallback_answer": "Sorry, I do not know that yet, please email help@acme.example."}}) as resp:
+            embed = (await resp.json())["embed_id"]
+        ours = Platform(http, gateway, embed)
+        base = Baseline(http, f"http://127.0.0.1:{BASELINE_PORT}")
+        await run_level(ours, 5)  # warm-up: connections, caches, JIT of the query plans
+        await run_level(base, 5)
+        ours_levels, base_levels = [], []
+        for c in LEVELS:
+            ours_levels.append(await run_level(ours, c))
+            base_levels.append(await run_level(base, c))
+            print(f"concurrency {c}: ours {ours_levels[-1].rate:.1f}/s, baseline {base_levels[-1].rate:.1f}/s",
+                  flush=True)
+    return ours_levels, base_levels
+
+
+def fmt(v: float) -> str:
+    return f"{v:.2f}" if v == v else "n/a"
+
+
+def report(ours: list[Level], base: list[Level]) -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                            text=True).stdout.strip()
+    lines = [
+        "# Benchmarks", "",
+        f"Measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC at commit `{commit}` by `make bench` "
+        f"on {os.cpu_count()} cores ({cpu}), everything on this one machine: the six services under "
+        "supervisord, the embedded PostgreSQL, RabbitMQ, and the load generator. "
+        f"Each level runs {LEVEL_SECONDS:.0f} s; a turn is one visitor message from POST to `message.end` "
+        "(the `local` provider), each concurrent visitor keeping its SSE stream open.", "",
+        "## (a) Added time to first token", "",
+        "SSE client's first `message.delta` minus the provider's first token (ms).", "",
+        "| concurrency | ours p50 | p95 | p99 | baseline p50 | p95 | p99 |", "|---|---|---|---|---|---|---|",
+    ]
+    for o, b in zip(ours, base):
+        lines.append(f"| {o.concurrency} | {fmt(pct(o.overhead_ms, 50))} | {fmt(pct(o.overhead_ms, 95))} | "
+                     f"{fmt(pct(o.overhead_ms, 99))} | {fmt(pct(b.overhead_ms, 50))} | "
+                     f"{fmt(pct(b.overhead_ms, 95))} | {fmt(pct(b.overhead_ms, 99))} |")
+    lines += ["", "Time from the visitor's POST to the first `message.delta` (ms), for context:", "",
+              "| concurrency | ours p50 | p95 | p99 | baseline p50 | p95 | p99 |", "|---|---|---|---|---|---|---|"]
+    for o, b in zip(ours, base):
+        lines.append(f"| {o.concurrency} | {fmt(pct(o.visitor_ttft_ms, 50))} | {fmt(pct(o.visitor_ttft_ms, 95))} | "
+                     f"{fmt(pct(o.visitor_ttft_ms, 99))} | {fmt(pct(b.visitor_ttft_ms, 50))} | "
+                     f"{fmt(pct(b.visitor_ttft_ms, 95))} | {fmt(pct(b.visitor_ttft_ms, 99))} |")
+    lines += ["", "## (b) Complete turns per second, and (c) ratio to the baseline", "",
+              "| concurrency | ours turns/s | errors | turn p50 ms | turn p95 ms | baseline turns/s | errors "
+              "| ours / baseline |", "|---|---|---|---|---|---|---|---|"]
+    for o, b in zip(ours, base):
+        ratio = o.rate / b.rate if b.rate else float("nan")
+        lines.append(f"| {o.concurrency} | {o.rate:.1f} | {o.errors} | {fmt(pct(o.turn_ms, 50))} | "
+                     f"{fmt(pct(o.turn_ms, 95))} | {b.rate:.1f} | {b.errors} | {fmt(ratio)} |")
+    lines += ["", "The baseline is one aiohttp process streaming the same provider in-process: no broker, "
+              "no database, no durability. The gap is the price of what the platform adds: a durable, "
+              "confirmed message before the `202`, the stored turn, the outbox, the cost ledger, "
+              "analytics and the avatar — and the work of five more processes on the same two cores.", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    run_dir = ROOT / "var" / "bench"
+    env = supervisor_env({**os.environ, "LOG_DIR": str(run_dir / "log"), "SUPERVISOR_RUN_DIR": str(run_dir),
+                          "LOG_LEVEL": "WARNING"})
+    ctl = [str(BIN / "supervisorctl"), "-c", str(ROOT / "supervisord.conf")]
+    subprocess.run([str(BIN / "supervisord"), "-c", str(ROOT / "supervisord.conf")], env=env, check=True)
+    baseline = subprocess.Popen([sys.executable, "-m", "scripts.bench_baseline", str(BASELINE_PORT)], cwd=ROOT)
+    try:
+        wait_http(f"http://127.0.0.1:{os.environ['GATEWAY_PORT']}/health", 90)
+        ours, base = asyncio.run(measure())
+        text = report(ours, base)
+        (ROOT / "docs" / "benchmarks.md").write_text(text)
+        print(text)
+    finally:
+        baseline.terminate()
+        subprocess.run([*ctl, "shutdown"], env=env, capture_output=True)
+
+
+if __name__ == "__main__":
+    main()

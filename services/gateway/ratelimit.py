@@ -1,0 +1,88 @@
+"""Rate limits shared by every gateway process: GCRA with its state in the gateway's database.
+
+Each limited key (an API key, a visitor, an IP) has one row holding its theoretical arrival time
+(TAT). One atomic upsert admits or refuses a request, so the limit holds however many gateways
+run, and a burst of up to ``limit`` requests is allowed per ``period``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import asyncpg
+from aiohttp import web
+
+from common.web import ApiError
+
+STATE = "ratelimit_state"
+
+
+@dataclass(frozen=True)
+class Limit:
+    name: str
+    limit: int
+    period_s: float
+
+    @property
+    def interval(self) -> float:
+        return self.period_s / self.limit
+
+
+@dataclass
+class Decision:
+    allowed: bool
+    limit: Limit
+    remaining: int
+    reset_s: float
+    retry_after_s: float
+
+    def headers(self) -> dict[str, str]:
+        headers = {
+            "RateLimit-Limit": str(self.limit.limit),
+            "RateLimit-Remaining": str(self.remaining),
+            "RateLimit-Reset": str(max(0, math.ceil(self.reset_s))),
+            "RateLimit-Policy": f"{self.limit.limit};w={int(self.limit.period_s)};name=\"{self.limit.name}\"",
+        }
+        if not self.allowed:
+            headers["Retry-After"] = str(max(1, math.ceil(self.retry_after_s)))
+        return headers
+
+
+async def hit(pool: asyncpg.Pool, key: str, limit: Limit) -> Decision:
+    t, tau = limit.interval, limit.period_s
+    row = await pool.fetchrow(
+        """INSERT INTO rate_limits AS r (key, tat) VALUES ($1, now() + make_interval(secs => $2))
+           ON CONFLICT (key) DO UPDATE SET tat = greatest(r.tat, now()) + make_interval(secs => $2)
+           WHERE greatest(r.tat, now()) + make_interval(secs => $2) <= now() + make_interval(secs => $3)
+           RETURNING extract(epoch FROM tat - now())::float8 AS ahead""",
+        f"{limit.name}:{key}", t, tau)
+    if row is not None:
+        ahead = row["ahead"]
+        return Decision(True, limit, max(0, int((tau - ahead) // t)), ahead, 0.0)
+    ahead = await pool.fetchval("SELECT extract(epoch FROM tat - now())::float8 FROM rate_limits WHERE key = $1",
+                                f"{limit.name}:{key}") or 0.0
+    return Decision(False, limit, 0, ahead, ahead - tau + t)
+
+
+async def enforce(request: web.Request, pool: asyncpg.Pool, key: str, limit: Limit) -> None:
+    """Admit the request or raise a 429; remember the tightest decision for the response headers."""
+    decision = await hit(pool, key, limit)
+    previous = request.get(STATE)
+    if previous is None or decision.remaining < previous.remaining or not decision.allowed:
+        request[STATE] = decision
+    if not decision.allowed:
+        raise ApiError(429, "rate_limited", f"too many requests ({limit.name}); retry later",
+                       {"limit": limit.limit, "period_seconds": limit.period_s}, headers=decision.headers())
+
+
+@web.middleware
+async def headers_middleware(request: web.Request, handler):
+    response = await handler(request)
+    decision = request.get(STATE)
+    if decision is not None and not response.prepared:
+        response.headers.update(decision.headers())
+    return response
+
+
+async def purge(pool: asyncpg.Pool) -> None:
+    await pool.execute("DELETE FROM rate_limits WHERE tat < now()")
