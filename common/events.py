@@ -57,6 +57,8 @@ class ChatbotSnapshot(Model):
     temperature: float = 0.2
     max_tokens: int = 512
     fallback_provider: str | None = None
+    # the fallback provider's model; None means that provider's default (ai settings)
+    fallback_model: str | None = None
     top_k: int = 5
     score_threshold: float = 0.0
     avatar_id: uuid.UUID | None = None
@@ -182,6 +184,8 @@ class AiReplyFailedEvent(Event):
     reply_seq: int
     code: str
     message: str
+    # what the visitor had already seen when a reply was cancelled (code "cancelled")
+    partial_text: str = ""
 
 
 # --- avatar ----------------------------------------------------------------------------------

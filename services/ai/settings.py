@@ -8,3 +8,28 @@ class Settings(settings_for("ai")):
     chunk_interval_ms: float = Field(40.0, validation_alias="CHUNK_INTERVAL_MS")
     # the whole reply, provider and fallback included, must finish within this
     reply_deadline_s: float = Field(120.0, validation_alias="AI_REPLY_DEADLINE_SECONDS")
+    # one attempt must produce its first token within this, else the next attempt starts
+    first_token_timeout_s: float = Field(20.0, validation_alias="AI_FIRST_TOKEN_TIMEOUT_SECONDS")
+    # retries of a retryable error on the same provider before moving to the fallback
+    provider_retries: int = Field(2, validation_alias="AI_PROVIDER_RETRIES")
+    retry_backoff_s: float = Field(0.5, validation_alias="AI_RETRY_BACKOFF_SECONDS")
+
+    # platform provider keys; a tenant's own key (PUT /internal/tenants/.../provider-keys) wins
+    openai_api_key: str | None = Field(None, validation_alias="OPENAI_API_KEY")
+    openai_base_url: str | None = Field(None, validation_alias="OPENAI_BASE_URL")
+    openai_default_model: str = Field("gpt-4o-mini", validation_alias="OPENAI_DEFAULT_MODEL")
+    anthropic_api_key: str | None = Field(None, validation_alias="ANTHROPIC_API_KEY")
+    anthropic_base_url: str | None = Field(None, validation_alias="ANTHROPIC_BASE_URL")
+    anthropic_default_model: str = Field("claude-haiku-4-5", validation_alias="ANTHROPIC_DEFAULT_MODEL")
+    # tenant keys are stored encrypted with a key derived from this
+    secret_key: str = Field("dev-insecure-secret-key", validation_alias="SECRET_KEY")
+
+    # JSON file {"model": {"prompt": usd_per_1m, "completion": usd_per_1m}} overriding defaults
+    prices_file: str | None = Field(None, validation_alias="AI_PRICES_FILE")
+    cache_ttl_s: int = Field(3600, validation_alias="AI_CACHE_TTL_SECONDS")
+
+    # knowledge search: <KNOWLEDGE_URL or loopback>/internal/search
+    knowledge_url: str | None = Field(None, validation_alias="KNOWLEDGE_URL")
+    knowledge_timeout_s: float = Field(3.0, validation_alias="AI_KNOWLEDGE_TIMEOUT_SECONDS")
+    history_token_budget: int = Field(1500, validation_alias="AI_HISTORY_TOKEN_BUDGET")
+    knowledge_token_budget: int = Field(3000, validation_alias="AI_KNOWLEDGE_TOKEN_BUDGET")

@@ -1,4 +1,10 @@
-"""The offline default: answers from the best knowledge passages, or says plainly it can't.
+"""The offline default: a grounded extractive responder.
+
+It answers from the best knowledge passages by picking the sentences that best overlap the
+visitor's question, keeps the answer short and cites the passages it used as [1], [2]. When
+nothing relevant is found it says so with the persona's fallback text. It never follows
+instructions found in passages (sentences that read as instructions to an assistant are never
+quoted) and never repeats its system prompt.
 
 It needs no API key, so a tenant trying the product sees a sensible reply at once. It streams
 word by word, yielding to the event loop between words (no sleeps), like a real provider.
@@ -10,13 +16,63 @@ import re
 from typing import AsyncIterator
 
 from services.ai.analysis import classify_intent
-from services.ai.providers.base import PromptRequest, StreamResult
+from services.ai.prompt import build_prompt, estimate_tokens
+from services.ai.providers.base import Passage, PromptRequest, StreamResult
 
 _WORDS = re.compile(r"\S+\s*")
+_TERM = re.compile(r"[a-z0-9][a-z0-9'-]*")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
+
+STOPWORDS = frozenset("""
+a about above after again all am an and any are as at be because been before being below between both
+but by can could did do does doing don't down during each few for from further had has have having he her
+here hers him his how i if in into is it its itself just let me more most my no nor not now of off on
+once only or other our ours out over own please same she should so some such than that the their theirs
+them then there these they this those through to too under until up very was we were what when where
+which while who whom why will with would you your yours tell know want like need get
+""".split())
+
+# Sentences that talk to an assistant rather than about the business: quoting them would
+# relay an injected instruction to the visitor.
+INSTRUCTION_LIKE = re.compile(
+    r"\b(ignore|disregard|forget|override)\b.{0,40}\b(instruction|prompt|rule|previous|above|guideline)s?"
+    r"|\bsystem prompt\b|\byou are now\b|\bact as\b|\bpretend (to be|you)\b|\bnew instructions?\b"
+    r"|\b(reveal|print|repeat|show|output)\b.{0,30}\b(instructions?|prompt|rules)\b"
+    r"|\bassistant\s*:|\bsystem\s*:|</?\s*(knowledge|passage|system)\b",
+    re.I)
+
+ASKS_FOR_PROMPT = re.compile(
+    r"\b(system prompt|your (instructions|rules|prompt|guidelines|configuration)|initial prompt"
+    r"|ignore (all |any |your )?(previous|prior|above)|developer mode|jailbreak"
+    r"|(repeat|print|reveal|show|output|translate|summari[sz]e) (the |your )?(text|words|everything) above)",
+    re.I)
+
+REFUSAL = ("I can't share how I'm set up, but I'm happy to help with questions about what we offer.")
+
+MAX_SENTENCES = 3
+MAX_CHARS = 480
 
 
-def _tokens(text: str) -> int:
-    return max(1, len(text) // 4) if text else 0
+def _stem(word: str) -> str:
+    for suffix in ("ing", "ies", "es", "s", "ed"):
+        if len(word) > len(suffix) + 2 and word.endswith(suffix):
+            return word[: -len(suffix)] + ("y" if suffix == "ies" else "")
+    return word
+
+
+def terms(text: str) -> set[str]:
+    return {_stem(w.strip("'-")) for w in _TERM.findall(text.lower()) if w not in STOPWORDS and len(w) > 1}
+
+
+def sentences(text: str) -> list[str]:
+    return [s.strip() for s in _SENTENCE_END.split(text) if s and s.strip()]
+
+
+def _leaks(text: str, secret: str) -> bool:
+    """True if ``text`` repeats any 8-word run of ``secret`` (the system prompt)."""
+    words = secret.lower().split()
+    low = " ".join(text.lower().split())
+    return any(" ".join(words[i:i + 8]) in low for i in range(0, max(0, len(words) - 7)))
 
 
 class LocalProvider:
@@ -24,7 +80,10 @@ class LocalProvider:
 
     def compose(self, request: PromptRequest, result: StreamResult) -> str:
         bot = request.chatbot
-        intent = classify_intent(request.message)
+        text = request.message
+        if ASKS_FOR_PROMPT.search(text):
+            return REFUSAL
+        intent = classify_intent(text)
         if intent == "greeting":
             return bot.greeting or "Hello! How can I help you today?"
         if intent == "thanks":
@@ -33,18 +92,67 @@ class LocalProvider:
             return "Goodbye, and thanks for stopping by!"
         if intent == "asks_for_human":
             return "I'll let our team know you'd like to talk to a person. Someone will get back to you here."
-        passages = [p for p in request.passages if p.score >= bot.score_threshold]
-        if not passages:
+        answer = self._extract(request, result)
+        if answer is None or (bot.system_prompt.strip() and _leaks(answer, bot.system_prompt)):
+            result.citations = []
+            result.answered_from_knowledge = False
+            result.used_fallback_text = True
             return bot.fallback_answer
-        result.citations = passages[:3]
+        return answer
+
+    def _extract(self, request: PromptRequest, result: StreamResult) -> str | None:
+        question = terms(request.message)
+        if not question:
+            return None
+        passages = [p for p in request.passages if p.score >= request.chatbot.score_threshold][:3]
+        candidates: list[tuple[float, int, int, str]] = []  # (score, passage rank, position, sentence)
+        for rank, passage in enumerate(passages):
+            title_terms = terms(passage.title)
+            for position, sentence in enumerate(sentences(passage.snippet)):
+                if INSTRUCTION_LIKE.search(sentence):
+                    continue
+                overlap = len(question & terms(sentence))
+                if not overlap:
+                    continue
+                # overlap first; a passage ranked higher, and one whose title matches, breaks ties
+                score = overlap + 0.5 * len(question & title_terms) / len(question) - 0.1 * rank
+                candidates.append((score, rank, position, sentence))
+        if not candidates:
+            return None
+        candidates.sort(key=lambda c: -c[0])
+        best = candidates[0][0]
+        chosen: list[tuple[int, int, str]] = []
+        length = 0
+        for score, rank, position, sentence in candidates:
+            if len(chosen) == MAX_SENTENCES or (chosen and score < best / 2):
+                break
+            if chosen and length + len(sentence) > MAX_CHARS:
+                continue
+            chosen.append((rank, position, sentence))
+            length += len(sentence)
+        # read in document order, grouped by passage, so the answer flows
+        chosen.sort(key=lambda c: (c[0], c[1]))
+        cited: list[Passage] = []
+        groups: list[list[str]] = []  # consecutive sentences of one passage share one marker
+        for rank, _, sentence in chosen:
+            passage = passages[rank]
+            if passage not in cited:
+                cited.append(passage)
+                groups.append([])
+            groups[cited.index(passage)].append(sentence if sentence.endswith((".", "!", "?")) else sentence + ".")
+        parts = [f"{' '.join(group)} [{number}]" for number, group in enumerate(groups, start=1)]
+        result.citations = [p.citation() for p in cited]
         result.answered_from_knowledge = True
-        best = passages[0]
-        return f"{best.snippet.strip()} [1]"
+        return " ".join(parts)
 
     async def stream(self, request: PromptRequest, result: StreamResult) -> AsyncIterator[str]:
+        prompt = request.prompt or build_prompt(request.chatbot, request.message, request.history,
+                                                request.passages)
+        request.passages = list(prompt.passages)  # only what fit the prompt
         text = self.compose(request, result)
-        result.prompt_tokens = _tokens(request.message) + sum(_tokens(p.snippet) for p in request.passages)
+        result.prompt_tokens = prompt.estimated_tokens
         for word in _WORDS.findall(text):
-            result.completion_tokens += 1
             yield word
             await asyncio.sleep(0)
+        result.completion_tokens = estimate_tokens(text)
+        result.finish_reason = "stop"
