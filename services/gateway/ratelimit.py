@@ -14,7 +14,7 @@ from aiohttp import web
 
 from common.web import ApiError
 
-STATE = "ratelimit_state"
+STATE = web.RequestKey("ratelimit_state", object)
 
 
 @dataclass(frozen=True)

@@ -63,7 +63,7 @@ async def _chatbot(ctx: Ctx):
     if row is None:
         raise ApiError(404, "unknown_embed_id", "no chatbot has this embed id")
     bind_contextvars(tenant_id=str(row["tenant_id"]), chatbot_id=str(row["id"]))
-    return row, check_origin(request, row)
+    return row
 
 
 def _visitor(ctx: Ctx, chatbot, *, grace_s: int = 0) -> auth.Visitor:
@@ -85,7 +85,8 @@ def _token(ctx: Ctx, chatbot, conversation_id: uuid.UUID, visitor_id: uuid.UUID)
 @op("GET", f"{BASE}/config", summary="What the widget needs to render", tag="Widget", auth="public",
     response=WidgetConfig)
 async def widget_config(ctx: Ctx) -> web.Response:
-    chatbot, origin = await _chatbot(ctx)
+    chatbot = await _chatbot(ctx)
+    origin = check_origin(ctx.request, chatbot)
     config = chatbot["config"]
     avatar = config.get("avatar_id")
     base = ctx.request.app[SETTINGS_KEY].public_base_url.rstrip("/")
@@ -102,7 +103,8 @@ async def widget_config(ctx: Ctx) -> web.Response:
 async def start_conversation(ctx: Ctx) -> web.Response:
     """Returns a short-lived visitor token that opens this conversation, and only it. The body
     is optional: `{"visitor_id": ...}` marks a returning visitor."""
-    chatbot, origin = await _chatbot(ctx)
+    chatbot = await _chatbot(ctx)
+    origin = check_origin(ctx.request, chatbot)
     body = ConversationIn()
     if ctx.request.body_exists:
         body = await read_json(ctx.request, ConversationIn)
@@ -120,8 +122,9 @@ async def start_conversation(ctx: Ctx) -> web.Response:
     auth="visitor", response=VisitorToken)
 async def refresh_token(ctx: Ctx) -> web.Response:
     """Takes the current token, even if it expired in the last week, and returns a fresh one."""
-    chatbot, origin = await _chatbot(ctx)
+    chatbot = await _chatbot(ctx)
     visitor = _visitor(ctx, chatbot, grace_s=TOKEN_GRACE_S)
+    origin = check_origin(ctx.request, chatbot)
     token, ttl = _token(ctx, chatbot, visitor.conversation_id, visitor.visitor_id)
     return cors(json_response(VisitorToken(visitor_token=token, visitor_token_expires_in=ttl)), origin)
 
@@ -132,8 +135,9 @@ async def post_message(ctx: Ctx) -> web.Response:
     """Accepted (202) once the message is safely queued; the reply streams on the SSE stream.
     A retry with the same `client_message_id` is the same message."""
     request = ctx.request
-    chatbot, origin = await _chatbot(ctx)
+    chatbot = await _chatbot(ctx)
     visitor = _visitor(ctx, chatbot)
+    origin = check_origin(ctx.request, chatbot)
     settings = request.app[SETTINGS_KEY]
     await ratelimit.enforce(request, request.app[POOL], str(visitor.visitor_id), settings.visitor_limit)
     body: MessageIn = ctx.body
@@ -169,8 +173,9 @@ async def post_message(ctx: Ctx) -> web.Response:
 @op("GET", f"{BASE}/conversations/{{conversation_id}}/messages", summary="The conversation so far", tag="Widget",
     auth="visitor", response=VisitorMessages)
 async def transcript(ctx: Ctx) -> web.Response:
-    chatbot, origin = await _chatbot(ctx)
+    chatbot = await _chatbot(ctx)
     visitor = _visitor(ctx, chatbot)
+    origin = check_origin(ctx.request, chatbot)
     body = await ctx.request.app[CONVERSATION].request(
         "GET", f"/internal/conversations/{visitor.conversation_id}/messages",
         params={"tenant_id": str(visitor.tenant_id)})
@@ -185,8 +190,9 @@ async def stream(ctx: Ctx) -> web.StreamResponse:
     `<reply_seq>-<n>`: reconnect with `Last-Event-ID` to receive replies that completed meanwhile.
     EventSource cannot send headers, so the token may come as `?token=`."""
     request = ctx.request
-    chatbot, origin = await _chatbot(ctx)
+    chatbot = await _chatbot(ctx)
     visitor = _visitor(ctx, chatbot)
+    origin = check_origin(ctx.request, chatbot)
     settings = request.app[SETTINGS_KEY]
     last = parse_last_event_id(request.headers.get("Last-Event-ID") or request.query.get("last_event_id"))
     hub = request.app[HUB]

@@ -59,7 +59,10 @@ def stack(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("supervisor")
     log_dir = tmp_path_factory.mktemp("logs")
     env = supervisor_env({**os.environ, "LOG_DIR": str(log_dir), "SUPERVISOR_RUN_DIR": str(run_dir),
-                          "SSE_PING_SECONDS": "1", "SHUTDOWN_TIMEOUT": "10"})
+                          "SSE_PING_SECONDS": "1", "SHUTDOWN_TIMEOUT": "10",
+                          # the key and IP limits are tested in-process with small numbers; here
+                          # they would only throttle the fuzzer. Visitors keep the real limit.
+                          "RATE_LIMIT_KEY_PER_MINUTE": "1000000", "RATE_LIMIT_IP_PER_MINUTE": "1000000"})
     subprocess.run([str(BIN / "supervisord"), "-c", str(ROOT / "supervisord.conf")], env=env, check=True)
     s = Stack(env=env, log_dir=log_dir, gateway=f"http://127.0.0.1:{os.environ['GATEWAY_PORT']}",
               admin_key=os.environ["ADMIN_API_KEY"])
@@ -134,12 +137,18 @@ class Api:
 
     async def call(self, method: str, path: str, *, key: str | None = None, base: str | None = None,
                    **kwargs) -> tuple[int, dict]:
+        status, body, _ = await self.call_h(method, path, key=key, base=base, **kwargs)
+        return status, body
+
+    async def call_h(self, method: str, path: str, *, key: str | None = None, base: str | None = None,
+                     **kwargs) -> tuple[int, dict, dict]:
+        """Like call, and the response headers too."""
         headers = kwargs.pop("headers", {})
         if key:
             headers["Authorization"] = f"Bearer {key}"
         async with self.http.request(method, (base or self.base) + path, headers=headers, **kwargs) as resp:
             body = await resp.json(content_type=None) if resp.content_length != 0 else None
-            return resp.status, body
+            return resp.status, body, dict(resp.headers)
 
     async def tenant(self, admin_key: str, name: str = "Acme") -> dict:
         status, body = await self.call("POST", "/api/v1/admin/tenants", key=admin_key, json={"name": name})
@@ -154,8 +163,9 @@ class Api:
         assert status == 201, body
         return body
 
-    async def conversation(self, embed_id: str, base: str | None = None) -> dict:
-        status, body = await self.call("POST", f"/api/widget/v1/{embed_id}/conversations", base=base)
+    async def conversation(self, embed_id: str, base: str | None = None, headers: dict | None = None) -> dict:
+        status, body = await self.call("POST", f"/api/widget/v1/{embed_id}/conversations", base=base,
+                                       headers=headers or {})
         assert status == 201, body
         return body
 

@@ -146,7 +146,8 @@ async def test_bad_input_gets_a_json_4xx_and_changes_nothing(api, bot):
     conv = await api.conversation(embed)
     for payload, expected in [({"text": "", "client_message_id": "x"}, 422),
                               ({"text": "   ", "client_message_id": "x"}, 422),
-                              ({"text": "a" * 5000, "client_message_id": "x"}, 413),
+                              ({"text": "a" * 5000, "client_message_id": "x"}, 422),
+                              ({"text": "hi\u0000", "client_message_id": "x"}, 400),
                               ({"client_message_id": "x"}, 422)]:
         status, body = await api.call("POST", f"/api/widget/v1/{embed}/conversations/{conv['conversation_id']}/messages",
                                       key=conv["visitor_token"], json=payload)
