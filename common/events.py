@@ -113,6 +113,10 @@ class VisitorMessageReceivedEvent(Event):
     client_message_id: str
     text: str
     chatbot: ChatbotSnapshot
+    # set by API clients that send the whole conversation with each request (the OpenAI-style
+    # endpoint); None means "the conversation service knows the history"
+    history: list[HistoryMessage] | None = None
+    channel: Literal["widget", "api"] = "widget"
 
 
 # --- conversation ----------------------------------------------------------------------------

@@ -25,7 +25,10 @@ async def on_visitor_message_received(event: ev.VisitorMessageReceivedEvent, *, 
         # a client retrying the same message gets no second reply
         if await repository.message_exists(conn, event.message_id):
             return
-        history = await repository.history(conn, event.conversation_id, history_messages)
+        if event.history is not None:  # an API client sent the conversation itself
+            history = [{"role": m.role, "text": m.text} for m in event.history[-history_messages:]]
+        else:
+            history = await repository.history(conn, event.conversation_id, history_messages)
         reply_id = uuid.uuid4()
         reply_seq = await repository.add_turn(conn, event.conversation_id, event.tenant_id, event.message_id,
                                               event.client_message_id, event.text, reply_id)

@@ -63,6 +63,7 @@ class Operation:
     errors: tuple[int, ...] = ()
     description: str = ""
     extra_responses: dict[int, str] = field(default_factory=dict)
+    also_streams: bool = False  # answers text/event-stream too, when the request asks for it
 
     @property
     def path_params(self) -> list[str]:
@@ -79,13 +80,14 @@ RATE_LIMIT = web.AppKey("rate_limit_hook", object)
 def op(method: str, path: str, *, summary: str, tag: str, auth: Auth = "tenant", need: Need | None = None,
        body: type[BaseModel] | None = None, query: type[BaseModel] | None = None,
        response: type[BaseModel] | None = None, status: int = 200, content_type: str = "application/json",
-       raw_body: str | None = None, description: str = "", extra_responses: dict[int, str] | None = None):
+       raw_body: str | None = None, description: str = "", extra_responses: dict[int, str] | None = None,
+       also_streams: bool = False):
     need = need or ("read" if method in ("GET", "HEAD") else "write")
 
     def decorate(fn: Callable[[Ctx], Awaitable[web.StreamResponse]]):
         operation = Operation(method, path, fn, summary, tag, auth, need, body, query, response, status,
                               content_type, raw_body, description=description or (fn.__doc__ or "").strip(),
-                              extra_responses=extra_responses or {})
+                              extra_responses=extra_responses or {}, also_streams=also_streams)
 
         async def handler(request: web.Request) -> web.StreamResponse:
             ctx = Ctx(request)
@@ -175,10 +177,16 @@ def openapi_document(public_url: str) -> dict:
             ok["content"] = {operation.content_type: {"schema": _schema(operation.response, components, "serialization")}}
         elif operation.content_type != "application/json":
             ok["content"] = {operation.content_type: {"schema": {"type": "string"}}}
+        if operation.also_streams:
+            ok.setdefault("content", {})["text/event-stream"] = {"schema": {"type": "string"}}
         item["responses"][str(operation.status)] = ok
-        for code, text in operation.extra_responses.items():
-            item["responses"][str(code)] = {"description": text}
         error_ref = _schema(ErrorBody, components, "serialization")
+        for code, text in operation.extra_responses.items():
+            if str(code) in item["responses"]:
+                item["responses"][str(code)]["description"] = text
+            else:
+                item["responses"][str(code)] = {"description": text, **(
+                    {"content": {"application/json": {"schema": error_ref}}} if code >= 400 else {})}
         for code, text in ERRORS.items():
             if code == 401 and operation.auth == "public":
                 continue

@@ -13,7 +13,7 @@ from common.http import InternalClient
 from common.logging import get_logger
 from common.settings import SERVICE_PORTS, service_url
 from common.web import BUS, HEALTH_CHECKS, POOL, SHUTDOWN_HOOKS, make_app, service_context
-from services.gateway import api, auth, ratelimit, views, widget  # noqa: F401 - views/widget register operations
+from services.gateway import api, auth, chat_api, ratelimit, views, widget  # noqa: F401 - modules register operations
 from services.gateway.clients import CONVERSATION, INTERNAL
 from services.gateway.settings import Settings
 from services.gateway.stream import StreamHub

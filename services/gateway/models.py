@@ -346,3 +346,8 @@ class Health(Out):
     service: str
     instance: str
     checks: dict
+
+
+class ReplyCancelled(Out):
+    reply_id: uuid.UUID
+    status: Literal["cancelling"] = "cancelling"

@@ -19,9 +19,9 @@ from common.logging import bind_contextvars, get_logger
 from common.web import BUS, POOL, ApiError, json_response, read_json
 from services.gateway import auth, ratelimit, repository
 from services.gateway.api import Ctx, op
-from services.gateway.clients import CONVERSATION
+from services.gateway.clients import CONVERSATION, INTERNAL
 from services.gateway.models import (ConversationIn, ConversationStarted, MessageAccepted, MessageIn,
-                                     VisitorMessages, VisitorToken, WidgetConfig)
+                                     ReplyCancelled, VisitorMessages, VisitorToken, WidgetConfig)
 from services.gateway.stream import StreamHub, VisitorStream, parse_last_event_id, pump
 from services.gateway.views import SETTINGS_KEY, month_start, snapshot
 
@@ -146,28 +146,38 @@ async def post_message(ctx: Ctx) -> web.Response:
         raise ApiError(422, "empty_message", "the message is empty")
     if len(text) > settings.max_message_chars:
         raise ApiError(413, "message_too_long", f"messages are limited to {settings.max_message_chars} characters")
+    message_id = await accept_message(request.app, chatbot, visitor.conversation_id, visitor.visitor_id, text,
+                                      body.client_message_id)
+    log.info("visitor_message_accepted", message_id=str(message_id))
+    return cors(json_response(MessageAccepted(message_id=message_id, conversation_id=visitor.conversation_id),
+                              status=202), origin)
+
+
+async def accept_message(app: web.Application, chatbot, conversation_id: uuid.UUID, visitor_id: uuid.UUID,
+                         text: str, client_message_id: str, *, history: list[ev.HistoryMessage] | None = None,
+                         channel: str = "widget") -> uuid.UUID:
+    """Count the message against the tenant's monthly quota and publish it with a broker
+    confirm: once this returns, the message is on disk and will be answered."""
     # the same client message id always maps to the same message id: retries are harmless
-    message_id = uuid.uuid5(visitor.conversation_id, body.client_message_id)
+    message_id = uuid.uuid5(conversation_id, client_message_id)
     month = month_start()
-    async with request.app[POOL].acquire() as conn:
+    async with app[POOL].acquire() as conn:
         quota = await conn.fetchval("SELECT monthly_message_quota FROM tenants WHERE id = $1", chatbot["tenant_id"])
         if not await repository.count_message(conn, chatbot["tenant_id"], month, quota):
             raise ApiError(403, "quota_exceeded", "this chatbot has used its messages for the month")
     event = ev.VisitorMessageReceivedEvent(
-        tenant_id=chatbot["tenant_id"], chatbot_id=chatbot["id"], conversation_id=visitor.conversation_id,
-        visitor_id=visitor.visitor_id, message_id=message_id, client_message_id=body.client_message_id,
-        text=text, chatbot=snapshot(chatbot))
+        tenant_id=chatbot["tenant_id"], chatbot_id=chatbot["id"], conversation_id=conversation_id,
+        visitor_id=visitor_id, message_id=message_id, client_message_id=client_message_id,
+        text=text, chatbot=snapshot(chatbot), history=history, channel=channel)
     try:
-        await request.app[BUS].publish(event)
+        await app[BUS].publish(event)
     except (BusError, ConnectionError, asyncio.TimeoutError, RuntimeError) as exc:
         log.error("message_not_accepted", error=repr(exc))
-        async with request.app[POOL].acquire() as conn:
+        async with app[POOL].acquire() as conn:
             await repository.uncount_message(conn, chatbot["tenant_id"], month)
         raise ApiError(503, "unavailable", "the message could not be accepted; try again",
                        headers={"Retry-After": "2"}) from None
-    log.info("visitor_message_accepted", message_id=str(message_id))
-    return cors(json_response(MessageAccepted(message_id=message_id, conversation_id=visitor.conversation_id),
-                              status=202), origin)
+    return message_id
 
 
 @op("GET", f"{BASE}/conversations/{{conversation_id}}/messages", summary="The conversation so far", tag="Widget",
@@ -214,3 +224,23 @@ async def stream(ctx: Ctx) -> web.StreamResponse:
         return resp
     finally:
         await hub.close(visitor.conversation_id, queue)
+
+
+@op("POST", f"{BASE}/conversations/{{conversation_id}}/replies/{{reply_id}}/cancel",
+    summary="Stop the reply being streamed", tag="Widget", auth="visitor", status=202, response=ReplyCancelled,
+    extra_responses={409: "The reply already ended"})
+async def cancel_reply(ctx: Ctx) -> web.Response:
+    """The stream then ends the reply with an `error` event, code `cancelled`."""
+    request = ctx.request
+    chatbot = await _chatbot(ctx)
+    visitor = _visitor(ctx, chatbot)
+    origin = check_origin(request, chatbot)
+    reply_id = request.match_info["reply_id"]
+    messages = await request.app[CONVERSATION].request(
+        "GET", f"/internal/conversations/{visitor.conversation_id}/messages",
+        params={"tenant_id": str(visitor.tenant_id)})
+    if not any(m["id"] == reply_id and m["role"] == "assistant" for m in messages["data"]):
+        raise ApiError(404, "not_found", "no such reply in this conversation")
+    await request.app[INTERNAL]["ai"].request("POST", f"/internal/replies/{reply_id}/cancel",
+                                              params={"tenant_id": str(visitor.tenant_id)})
+    return cors(json_response(ReplyCancelled(reply_id=reply_id), status=202), origin)
