@@ -73,8 +73,10 @@ FROM nginx:1.27-alpine AS frontend-nginx
 # nginx's own $variables are never touched.
 # (The filter is a plain prefix so it works with both the awk- and the perl-based
 # versions of the image's 20-envsubst-on-templates.sh.)
-ENV GATEWAY_UPSTREAM=app:3000 \
-    NGINX_ENVSUBST_FILTER=GATEWAY_
+ENV AVATARCHAT_GATEWAY=app:3000 \
+    AVATARCHAT_LISTEN=8080 \
+    AVATARCHAT_STATIC_ROOT=/usr/share/nginx/html \
+    NGINX_ENVSUBST_FILTER=AVATARCHAT_
 
 COPY frontend/nginx.conf.template /etc/nginx/templates/default.conf.template
 COPY --from=frontend /src/dist /usr/share/nginx/html

@@ -34,9 +34,12 @@ logs:
 ## Unit, integration (real Postgres and RabbitMQ) and end-to-end tests (real supervisord).
 test: install
 	$(PY) -m scripts.infra ensure --profile test
+	$(PY) -m scripts.frontend build
+	$(PY) -m scripts.frontend ensure-browser
 	$(TEST_ENV) && $(PY) -m pytest $(PYTEST_ARGS)
 
 ## Benchmarks against the running processes; writes docs/benchmarks.md.
 bench: install
 	$(PY) -m scripts.infra ensure --profile test
+	$(PY) -m scripts.frontend build
 	$(TEST_ENV) && $(PY) -m scripts.bench

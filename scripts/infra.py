@@ -241,9 +241,16 @@ def ensure(profile: str) -> Path:
         "SECRET_KEY": os.environ.get("SECRET_KEY") or passwords["secret_key"],
         **{f"{svc.upper()}_DATABASE_URL": url for svc, url in db_urls.items()},
     }
+    frontend_port = 8080
     if profile == "test":
+        frontend_port = 18080
         for i, svc in enumerate(SERVICES):
             env[f"{svc.upper()}_PORT"] = str(TEST_PORT_BASE + 10 * i)
+    env["FRONTEND_PORT"] = str(frontend_port)
+    env["PUBLIC_BASE_URL"] = os.environ.get("PUBLIC_BASE_URL") or f"http://127.0.0.1:{frontend_port}"
+    # the gateway sits behind nginx: the client's address is the hop nginx adds
+    env["TRUST_FORWARDED_FOR"] = "true"
+    env["AVATAR_STORAGE_DIR"] = str(DATA / f"avatars-{profile}")
     path = DATA / f"{profile}.env"
     path.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
     path.chmod(0o600)

@@ -44,6 +44,9 @@ def wait_healthy(url: str, seconds: float) -> dict:
 
 
 def up() -> None:
+    from scripts import frontend
+
+    frontend.build()
     env = supervisor_env()
     if supervisorctl(env, "pid").returncode != 0:
         subprocess.run([str(Path(sys.executable).parent / "supervisord"), "-c", str(ROOT / "supervisord.conf")],
@@ -55,14 +58,20 @@ def up() -> None:
     from scripts.seed import seed
 
     demo = asyncio.run(seed(gateway_url(), os.environ["ADMIN_API_KEY"], DATA / "demo.json"))
-    print_demo(demo)
+    frontend.set_demo_embed_id(demo["embed_id"])
+    site = frontend.start("run")
+    print_demo(demo, site)
 
 
-def print_demo(demo: dict) -> None:
+def print_demo(demo: dict, site: str) -> None:
     url = gateway_url()
     embed = demo["embed_id"]
     print(f"""
-avatarchat is running. Gateway: {url}   (logs: var/log/, stop: make stop)
+avatarchat is running.
+
+  >>> Open the demo page: {site}/  (a pretend shop; the chat is in the corner) <<<
+
+API reference: {site}/api/v1/docs      Gateway: {url}   (logs: var/log/, stop: make stop)
 
 Demo tenant API key: {demo['api_key']}
 Demo chatbot: {demo['chatbot_id']}   embed id: {embed}
@@ -79,6 +88,9 @@ Chat with it from a shell:
 
 
 def down() -> None:
+    from scripts import frontend
+
+    frontend.stop("run")
     env = supervisor_env()
     proc = supervisorctl(env, "shutdown")
     print(proc.stdout or proc.stderr)

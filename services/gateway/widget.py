@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse
+from pydantic import Field
 
 from common import events as ev
 from common.bus import BusError
@@ -20,7 +21,7 @@ from common.web import BUS, POOL, ApiError, json_response, read_json
 from services.gateway import auth, ratelimit, repository
 from services.gateway.api import Ctx, op
 from services.gateway.clients import CONVERSATION, INTERNAL
-from services.gateway.models import (ConversationIn, ConversationStarted, MessageAccepted, MessageIn,
+from services.gateway.models import (ConversationIn, ConversationStarted, MessageAccepted, MessageIn, Out, Query,
                                      ReplyCancelled, VisitorMessages, VisitorToken, WidgetConfig)
 from services.gateway.stream import StreamHub, VisitorStream, parse_last_event_id, pump
 from services.gateway.views import SETTINGS_KEY, month_start, snapshot
@@ -244,3 +245,30 @@ async def cancel_reply(ctx: Ctx) -> web.Response:
     await request.app[INTERNAL]["ai"].request("POST", f"/internal/replies/{reply_id}/cancel",
                                               params={"tenant_id": str(visitor.tenant_id)})
     return cors(json_response(ReplyCancelled(reply_id=reply_id), status=202), origin)
+
+
+class FramePolicyQuery(Query):
+    embed_id: str = Field("", max_length=64)
+
+
+class FramePolicy(Out):
+    frame_ancestors: str
+
+
+@op("GET", "/api/widget/v1/frame-policy", summary="Which sites may frame the chat (for nginx)", tag="Widget",
+    auth="public", query=FramePolicyQuery, response=FramePolicy)
+async def frame_policy(ctx: Ctx) -> web.Response:
+    """nginx asks this for every chat frame it serves and sends the answer as the frame's
+    CSP `frame-ancestors`: the chatbot's allowed origins, any site when it has none, and only
+    ourselves for an embed id nobody has."""
+    embed_id = ctx.query.embed_id
+    row = None
+    if embed_id:
+        async with ctx.request.app[POOL].acquire() as conn:
+            row = await repository.chatbot_by_embed_id(conn, embed_id)
+    if row is None:
+        ancestors = "'self'"
+    else:
+        allowed = row["config"].get("allowed_origins") or []
+        ancestors = " ".join(["'self'", *allowed]) if allowed else "*"
+    return json_response(FramePolicy(frame_ancestors=ancestors), headers={"X-Frame-Ancestors": ancestors})

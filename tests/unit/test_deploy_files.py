@@ -189,7 +189,7 @@ def test_frontend_postgres_rabbitmq_wiring(compose: dict) -> None:
     frontend_env = _environment(frontend)
     assert frontend["build"]["target"] == "frontend-nginx"
     assert "SERVICE_URL_FRONTEND_8080" in frontend_env
-    assert frontend_env["GATEWAY_UPSTREAM"] == "app:3000"
+    assert frontend_env["AVATARCHAT_GATEWAY"] == "app:3000"
     assert frontend["depends_on"] == {"app": {"condition": "service_healthy"}}
 
     postgres = services["postgres"]
@@ -244,9 +244,10 @@ def test_postgres_init_script_contract() -> None:
 
 def test_nginx_template() -> None:
     text = NGINX_TEMPLATE.read_text(encoding="utf-8")
-    assert "${GATEWAY_UPSTREAM}" in text
-    assert re.search(r"server\s+\$\{GATEWAY_UPSTREAM\};", text)
-    assert "listen 8080;" in text
+    assert re.search(r"server\s+\$\{AVATARCHAT_GATEWAY\};", text)
+    assert re.search(r"listen\s+\$\{AVATARCHAT_LISTEN\};", text)
+    assert re.search(r"root\s+\$\{AVATARCHAT_STATIC_ROOT\};", text)
+    assert "auth_request /_frame_policy;" in text and "frame-ancestors $avatarchat_frame_ancestors" in text
     assert "location = /nginx-health" in text
     assert "location /api/" in text
     for directive in (
@@ -266,6 +267,7 @@ def test_nginx_template() -> None:
     gzip_types = re.search(r"gzip_types([^;]*);", text)
     assert gzip_types and "application/json" in gzip_types.group(1)
     assert "text/event-stream" not in gzip_types.group(1)
-    # Only GATEWAY_UPSTREAM may look like a template placeholder: any other ${...} would be
+    # Only the AVATARCHAT_ placeholders may look like template placeholders: any other ${...} would be
     # left for nginx, which does not support that syntax.
-    assert set(re.findall(r"\$\{([A-Za-z0-9_]+)\}", text)) == {"GATEWAY_UPSTREAM"}
+    assert set(re.findall(r"\$\{([A-Za-z0-9_]+)\}", text)) == {
+        "AVATARCHAT_GATEWAY", "AVATARCHAT_LISTEN", "AVATARCHAT_STATIC_ROOT"}

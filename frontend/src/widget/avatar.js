@@ -1,0 +1,206 @@
+// The avatar: a glTF model played with three.js (GLTFLoader + AnimationMixer), cross-fading
+// between clips; a 2D portrait when WebGL is missing. The current clip is exposed on the
+// container's data-clip (and window.__avatarchat.clip) for tests and for curious tenants.
+import * as THREE from "three";
+import { GLTFLoader } from "three/examples/jsm/loaders/GLTFLoader.js";
+
+const FADE_S = 0.35;
+
+function webglAvailable() {
+  try {
+    const canvas = document.createElement("canvas");
+    return Boolean(window.WebGLRenderingContext && (canvas.getContext("webgl2") || canvas.getContext("webgl")));
+  } catch {
+    return false;
+  }
+}
+
+function expose(container, clip) {
+  container.dataset.clip = clip;
+  window.__avatarchat = { ...(window.__avatarchat || {}), clip };
+}
+
+/** Behaviour → clip name, through the chatbot's animation map, or by name. */
+function resolver(clips, map) {
+  const byLower = new Map(clips.map((name) => [name.toLowerCase(), name]));
+  return (behaviour) => {
+    const mapped = map && map[behaviour];
+    if (mapped && clips.includes(mapped)) return mapped;
+    return byLower.get(String(behaviour).toLowerCase()) || null;
+  };
+}
+
+export async function createAvatar(container, { modelUrl, animationMap, reducedMotion }) {
+  if (!modelUrl || !webglAvailable()) return createPortrait(container);
+  let gltf;
+  try {
+    gltf = await new GLTFLoader().loadAsync(modelUrl);
+  } catch (error) {
+    console.warn("avatarchat: the avatar model did not load", error);
+    return createPortrait(container);
+  }
+  const renderer = new THREE.WebGLRenderer({ antialias: true, alpha: true, powerPreference: "low-power" });
+  renderer.setPixelRatio(Math.min(window.devicePixelRatio || 1, 2));
+  renderer.outputColorSpace = THREE.SRGBColorSpace;
+  container.appendChild(renderer.domElement);
+
+  const scene = new THREE.Scene();
+  scene.add(new THREE.HemisphereLight(0xffffff, 0x666677, 2.2));
+  const key = new THREE.DirectionalLight(0xffffff, 2.0);
+  key.position.set(1.5, 2.5, 3);
+  scene.add(key);
+  scene.add(gltf.scene);
+
+  // frame the head and shoulders: the upper part of the model's bounding box
+  const box = new THREE.Box3().setFromObject(gltf.scene);
+  const size = box.getSize(new THREE.Vector3());
+  const center = box.getCenter(new THREE.Vector3());
+  const camera = new THREE.PerspectiveCamera(30, 1, 0.01, 100);
+  const focusY = center.y + size.y * 0.18;
+  const distance = Math.max(size.x, size.y * 0.75) / (2 * Math.tan((camera.fov * Math.PI) / 360)) * 1.15;
+  camera.position.set(center.x, focusY, center.z + distance + size.z / 2);
+  camera.lookAt(center.x, focusY, center.z);
+
+  const mixer = new THREE.AnimationMixer(gltf.scene);
+  const clipNames = gltf.animations.map((clip) => clip.name);
+  const actions = new Map(gltf.animations.map((clip) => [clip.name, mixer.clipAction(clip)]));
+  const resolve = resolver(clipNames, animationMap);
+  let current = null;
+  let currentName = "none";
+  let afterOnce = null;
+
+  function fadeTo(name, { once = false } = {}) {
+    const action = actions.get(name);
+    if (!action) return false;
+    if (current === action && !once) return true;
+    action.reset();
+    action.setLoop(once ? THREE.LoopOnce : THREE.LoopRepeat, once ? 1 : Infinity);
+    action.clampWhenFinished = once;
+    action.enabled = true;
+    if (current && current !== action) action.crossFadeFrom(current, FADE_S, false);
+    action.play();
+    current = action;
+    currentName = name;
+    expose(container, name);
+    return true;
+  }
+
+  mixer.addEventListener("finished", (event) => {
+    if (event.action === current && afterOnce) {
+      const next = afterOnce;
+      afterOnce = null;
+      fadeTo(next);
+    }
+  });
+
+  const idle = resolve("idle") || clipNames[0];
+  if (idle) fadeTo(idle);
+
+  // render only while visible: the panel open, the frame on screen, the tab in front
+  let panelOpen = true;
+  let onScreen = true;
+  let frame = 0;
+  const clock = new THREE.Clock();
+  function size_() {
+    const { width, height } = container.getBoundingClientRect();
+    if (width && height) {
+      renderer.setSize(width, height, false);
+      camera.aspect = width / height;
+      camera.updateProjectionMatrix();
+    }
+  }
+  function loop() {
+    frame = 0;
+    if (!running()) return;
+    mixer.update(reducedMotion ? 0 : clock.getDelta());
+    renderer.render(scene, camera);
+    frame = requestAnimationFrame(loop);
+  }
+  function running() {
+    return panelOpen && onScreen && !document.hidden;
+  }
+  function wake() {
+    if (running() && !frame) {
+      clock.getDelta();
+      frame = requestAnimationFrame(loop);
+    }
+  }
+  new IntersectionObserver((entries) => {
+    onScreen = entries.some((entry) => entry.isIntersecting);
+    wake();
+  }).observe(container);
+  document.addEventListener("visibilitychange", wake);
+  new ResizeObserver(size_).observe(container);
+  size_();
+  wake();
+
+  return {
+    kind: "3d",
+    clips: clipNames,
+    get clip() {
+      return currentName;
+    },
+    get rendering() {
+      return Boolean(frame);
+    },
+    talk() {
+      afterOnce = null;
+      fadeTo(resolve("talk") || idle);
+    },
+    /** Play a clip once, then go back to idle. */
+    perform(clip) {
+      const name = actions.has(clip) ? clip : resolve(clip);
+      if (!name || (reducedMotion && name !== idle)) return this.idle();
+      afterOnce = idle;
+      fadeTo(name, { once: true });
+    },
+    idle() {
+      afterOnce = null;
+      if (idle) fadeTo(idle);
+    },
+    setVisible(open) {
+      panelOpen = open;
+      wake();
+    },
+  };
+}
+
+function createPortrait(container) {
+  const portrait = document.createElement("div");
+  portrait.className = "portrait";
+  portrait.innerHTML = `<svg viewBox="0 0 100 100" role="img" aria-label="Assistant">
+      <circle cx="50" cy="50" r="40" fill="#fde68a" stroke="#f59e0b" stroke-width="3"/>
+      <circle cx="37" cy="44" r="5" fill="#1f2937"/><circle cx="63" cy="44" r="5" fill="#1f2937"/>
+      <ellipse class="mouth" cx="50" cy="66" rx="12" ry="5" fill="#b91c1c"/></svg>`;
+  container.appendChild(portrait);
+  let clip = "idle";
+  const set = (name) => {
+    clip = name;
+    portrait.dataset.clip = name;
+    expose(container, name);
+  };
+  set("idle");
+  let timer = 0;
+  return {
+    kind: "2d",
+    clips: ["idle", "talk"],
+    get clip() {
+      return clip;
+    },
+    rendering: false,
+    talk() {
+      clearTimeout(timer);
+      set("talk");
+    },
+    perform(name) {
+      set(name);
+      clearTimeout(timer);
+      timer = setTimeout(() => set("idle"), 1500);
+    },
+    idle() {
+      clearTimeout(timer);
+      set("idle");
+    },
+    setVisible() {},
+  };
+}

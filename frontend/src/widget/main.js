@@ -1,0 +1,429 @@
+// The chat frame: conversation, SSE stream with reconnects, messages, citations, feedback,
+// handoff and the avatar. Talks to the gateway on its own origin (/api/widget/v1/...).
+import { createAvatar } from "./avatar.js";
+
+const params = new URLSearchParams(window.location.search);
+const embedId = params.get("embed_id") || "";
+const API = `/api/widget/v1/${encodeURIComponent(embedId)}`;
+const STORE = `avatarchat:${embedId}`;
+const reducedMotion = window.matchMedia("(prefers-reduced-motion: reduce)").matches;
+
+const $ = (id) => document.getElementById(id);
+const ui = {
+  name: $("bot-name"), status: $("status"), messages: $("messages"), typing: $("typing"),
+  suggestions: $("suggestions"), notice: $("notice"), form: $("composer"), input: $("input"),
+  send: $("send"), stop: $("stop"), close: $("close"), avatar: $("avatar"),
+};
+
+let config = null;
+let session = null; // {conversation_id, visitor_id, visitor_token}
+let stream = null;
+let lastEventId = null;
+let avatar = null;
+let streamingReply = null;
+const replies = new Map(); // reply_id -> {el, textEl, text, ended}
+const THUMB = '<svg viewBox="0 0 24 24" aria-hidden="true"><path d="M7 10v11H3V10zM7 10l4-8a3 3 0 0 1 3 3v4h6a2 2 0 0 1 2 2.3l-1.4 8A2 2 0 0 1 18.6 21H7"/></svg>';
+const pendingAnimation = new Map(); // reply_id -> clip
+
+// --- small helpers ----------------------------------------------------------------------------
+
+function notice(text) {
+  ui.notice.textContent = text || "";
+  ui.notice.hidden = !text;
+}
+
+function scrollDown() {
+  ui.messages.scrollTop = ui.messages.scrollHeight;
+}
+
+function bubble(role, text) {
+  const li = document.createElement("li");
+  li.className = `message ${role}`;
+  const label = document.createElement("span");
+  label.className = "sr-only";
+  label.textContent = role === "visitor" ? "You said: " : `${config ? config.name : "Assistant"} said: `;
+  const body = document.createElement("div");
+  body.className = "text";
+  body.textContent = text;
+  li.append(label, body);
+  ui.messages.appendChild(li);
+  scrollDown();
+  return { el: li, textEl: body };
+}
+
+async function api(path, { method = "GET", body, auth = true } = {}) {
+  const headers = {};
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (auth && session) headers.Authorization = `Bearer ${session.visitor_token}`;
+  const response = await fetch(`${API}${path}`, {
+    method, headers, body: body === undefined ? undefined : JSON.stringify(body), credentials: "omit",
+  });
+  let data = null;
+  try {
+    data = await response.json();
+  } catch {
+    data = null;
+  }
+  return { status: response.status, ok: response.ok, data };
+}
+
+function save() {
+  try {
+    sessionStorage.setItem(STORE, JSON.stringify({ ...session, lastEventId }));
+  } catch {
+    /* private mode: the conversation lasts as long as the page */
+  }
+}
+
+function restore() {
+  try {
+    const saved = JSON.parse(sessionStorage.getItem(STORE) || "null");
+    if (saved && saved.conversation_id && saved.visitor_token) {
+      lastEventId = saved.lastEventId || null;
+      return saved;
+    }
+  } catch {
+    /* nothing saved */
+  }
+  return null;
+}
+
+// --- conversation and token -------------------------------------------------------------------
+
+async function ensureConversation() {
+  if (session) return session;
+  const previous = (() => {
+    try {
+      return localStorage.getItem(`${STORE}:visitor`);
+    } catch {
+      return null;
+    }
+  })();
+  const result = await api("/conversations", { method: "POST", body: previous ? { visitor_id: previous } : {}, auth: false });
+  if (!result.ok) throw new Error(`conversation ${result.status}`);
+  session = result.data;
+  try {
+    localStorage.setItem(`${STORE}:visitor`, session.visitor_id);
+  } catch {
+    /* fine */
+  }
+  save();
+  openStream();
+  return session;
+}
+
+async function refreshToken() {
+  const result = await api(`/conversations/${session.conversation_id}/token`, { method: "POST" });
+  if (!result.ok) return false;
+  session.visitor_token = result.data.visitor_token;
+  save();
+  return true;
+}
+
+// --- the stream -------------------------------------------------------------------------------
+
+function openStream() {
+  if (stream) stream.close();
+  const url = new URL(`${API}/conversations/${session.conversation_id}/stream`, window.location.origin);
+  url.searchParams.set("token", session.visitor_token);
+  if (lastEventId) url.searchParams.set("last_event_id", lastEventId);
+  stream = new EventSource(url.toString());
+  const track = (handler) => (event) => {
+    if (event.lastEventId) {
+      lastEventId = event.lastEventId;
+      save();
+    }
+    handler(JSON.parse(event.data));
+  };
+  stream.addEventListener("open", () => {
+    ui.status.textContent = "Online";
+    notice("");
+  });
+  stream.addEventListener("message.start", track(onStart));
+  stream.addEventListener("message.delta", track(onDelta));
+  stream.addEventListener("avatar.animation", track(onAnimation));
+  stream.addEventListener("message.end", track(onEnd));
+  stream.addEventListener("error", (event) => {
+    if (event.data) {
+      track(onReplyError)(event);
+      return;
+    }
+    // the connection dropped: the browser reconnects by itself, sending Last-Event-ID;
+    // if it gave up (an expired token, say), refresh and reopen where we left off
+    ui.status.textContent = "Reconnecting…";
+    if (stream.readyState === EventSource.CLOSED) {
+      setTimeout(async () => {
+        if (await refreshToken().catch(() => false)) openStream();
+        else notice("We lost the connection. Reload the page to continue.");
+      }, 1000);
+    }
+  });
+}
+
+function reply(replyId) {
+  let entry = replies.get(replyId);
+  if (!entry) {
+    const { el, textEl } = bubble("assistant", "");
+    entry = { el, textEl, text: "", ended: false };
+    replies.set(replyId, entry);
+  }
+  return entry;
+}
+
+function setStreaming(replyId) {
+  streamingReply = replyId;
+  ui.stop.hidden = !replyId;
+  ui.typing.hidden = true;
+}
+
+function onStart(data) {
+  const entry = reply(data.reply_id);
+  entry.text = ""; // a restarted reply starts over
+  entry.textEl.textContent = "";
+  entry.ended = false;
+  ui.typing.hidden = false;
+  ui.status.textContent = "Typing…";
+}
+
+function onDelta(data) {
+  const entry = reply(data.reply_id);
+  if (entry.ended) return;
+  if (streamingReply !== data.reply_id) {
+    setStreaming(data.reply_id);
+    if (avatar) avatar.talk();
+  }
+  // offsets make reconnects exact: skip what we have, wait for message.end to fill a gap
+  if (data.offset > entry.text.length) return;
+  const fresh = data.text.slice(entry.text.length - data.offset);
+  if (!fresh) return;
+  entry.text += fresh;
+  entry.textEl.textContent = entry.text;
+  scrollDown();
+}
+
+function onAnimation(data) {
+  pendingAnimation.set(data.reply_id, data.clip || data.behaviour);
+  const entry = replies.get(data.reply_id);
+  if (entry && entry.ended && avatar) avatar.perform(pendingAnimation.get(data.reply_id));
+}
+
+function onEnd(data) {
+  const entry = reply(data.reply_id);
+  const first = !entry.ended;
+  entry.ended = true;
+  entry.text = data.text;
+  entry.textEl.textContent = data.text; // the full text repairs anything missed
+  if (first) {
+    renderCitations(entry, data.citations || []);
+    renderActions(entry, data.reply_id, data.intent);
+  }
+  if (streamingReply === data.reply_id || streamingReply === null) setStreaming(null);
+  ui.status.textContent = "Online";
+  ui.typing.hidden = true;
+  if (avatar) {
+    const clip = pendingAnimation.get(data.reply_id);
+    if (clip) avatar.perform(clip);
+    else avatar.idle();
+  }
+  scrollDown();
+}
+
+function onReplyError(data) {
+  const entry = reply(data.reply_id);
+  entry.ended = true;
+  setStreaming(null);
+  ui.typing.hidden = true;
+  ui.status.textContent = "Online";
+  if (data.code === "cancelled") {
+    if (!entry.text) entry.textEl.textContent = "(stopped)";
+  } else {
+    entry.el.classList.add("error");
+    entry.textEl.textContent = data.message || "Sorry, something went wrong. Please try again.";
+  }
+  if (avatar) avatar.idle();
+}
+
+function renderCitations(entry, citations) {
+  if (!citations.length) return;
+  const list = document.createElement("ul");
+  list.className = "citations";
+  list.setAttribute("aria-label", "Sources");
+  const label = document.createElement("li");
+  label.className = "citation-label";
+  label.textContent = "Sources";
+  list.appendChild(label);
+  citations.forEach((citation, index) => {
+    const item = document.createElement("li");
+    const target = citation.url && /^https?:\/\//.test(citation.url) ? document.createElement("a") : document.createElement("span");
+    if (target.tagName === "A") {
+      target.href = citation.url;
+      target.target = "_blank";
+      target.rel = "noopener noreferrer";
+    }
+    target.textContent = `[${index + 1}] ${citation.title || "Source"}`;
+    target.title = citation.snippet || "";
+    item.appendChild(target);
+    list.appendChild(item);
+  });
+  entry.el.appendChild(list);
+}
+
+function renderActions(entry, replyId, intent) {
+  const row = document.createElement("div");
+  row.className = "actions";
+  for (const [rating, label] of [["up", "Helpful"], ["down", "Not helpful"]]) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.innerHTML = THUMB;
+    if (rating === "down") button.classList.add("down");
+    button.setAttribute("aria-label", label);
+    button.setAttribute("aria-pressed", "false");
+    button.dataset.rating = rating;
+    button.addEventListener("click", async () => {
+      row.querySelectorAll("button[data-rating]").forEach((b) => b.setAttribute("aria-pressed", String(b === button)));
+      await api(`/conversations/${session.conversation_id}/replies/${replyId}/feedback`, {
+        method: "POST", body: { rating },
+      }).catch(() => null);
+    });
+    row.appendChild(button);
+  }
+  if (intent === "asks_for_human") {
+    const handoff = document.createElement("button");
+    handoff.type = "button";
+    handoff.className = "handoff";
+    handoff.textContent = "Talk to a human";
+    handoff.addEventListener("click", () => {
+      handoff.disabled = true;
+      send("I'd like to talk to a human, please.");
+    });
+    row.appendChild(handoff);
+  }
+  entry.el.appendChild(row);
+}
+
+// --- sending ----------------------------------------------------------------------------------
+
+async function send(text) {
+  text = text.trim();
+  if (!text) return;
+  ui.suggestions.hidden = true;
+  bubble("visitor", text);
+  ui.typing.hidden = false;
+  ui.send.disabled = true;
+  try {
+    await ensureConversation();
+    const clientId = (crypto.randomUUID && crypto.randomUUID()) || `${Date.now()}-${Math.random()}`;
+    let result = await api(`/conversations/${session.conversation_id}/messages`, {
+      method: "POST", body: { text, client_message_id: clientId },
+    });
+    if (result.status === 401 && (await refreshToken())) {
+      result = await api(`/conversations/${session.conversation_id}/messages`, {
+        method: "POST", body: { text, client_message_id: clientId },
+      });
+    }
+    if (!result.ok) {
+      ui.typing.hidden = true;
+      const code = result.data && result.data.error && result.data.error.code;
+      notice(
+        result.status === 429 ? "You're sending messages quickly. Please wait a moment."
+          : code === "quota_exceeded" ? "This chat can't take more messages right now."
+          : result.status === 422 ? "That message couldn't be sent. Try a shorter one."
+          : "Your message didn't go through. Please try again.");
+      return;
+    }
+    notice("");
+  } catch {
+    ui.typing.hidden = true;
+    notice("We can't reach the chat right now. Please check your connection and try again.");
+  } finally {
+    ui.send.disabled = false;
+  }
+}
+
+ui.form.addEventListener("submit", (event) => {
+  event.preventDefault();
+  const text = ui.input.value;
+  ui.input.value = "";
+  send(text);
+});
+ui.input.addEventListener("keydown", (event) => {
+  if (event.key === "Enter" && !event.shiftKey) {
+    event.preventDefault();
+    ui.form.requestSubmit();
+  }
+});
+ui.stop.addEventListener("click", async () => {
+  if (!streamingReply || !session) return;
+  await api(`/conversations/${session.conversation_id}/replies/${streamingReply}/cancel`, { method: "POST" })
+    .catch(() => null);
+});
+ui.close.addEventListener("click", () => window.parent.postMessage({ type: "avatarchat:close" }, "*"));
+document.addEventListener("keydown", (event) => {
+  if (event.key === "Escape") window.parent.postMessage({ type: "avatarchat:close" }, "*");
+});
+window.addEventListener("message", (event) => {
+  if (event.source !== window.parent) return;
+  const message = event.data || {};
+  if (message.type === "avatarchat:visibility" && avatar) avatar.setVisible(Boolean(message.open));
+  if (message.type === "avatarchat:focus") ui.input.focus();
+});
+
+// --- start ------------------------------------------------------------------------------------
+
+function applyTheme(placement) {
+  const root = document.documentElement.style;
+  root.setProperty("--primary", placement.primary_colour);
+  root.setProperty("--background", placement.background_colour);
+  root.setProperty("--text", placement.text_colour);
+}
+
+async function loadTranscript() {
+  const result = await api(`/conversations/${session.conversation_id}/messages`);
+  if (!result.ok) return;
+  for (const message of result.data.data) {
+    if (message.role === "visitor") bubble("visitor", message.text);
+    else if (message.status === "completed") onEnd({ ...message, reply_id: message.id });
+    else if (message.status === "failed") onReplyError({ reply_id: message.id, code: message.error_code, message: message.error_message });
+  }
+  const last = result.data.data.at(-1);
+  if (last) lastEventId = `${last.seq}-end`;
+}
+
+async function start() {
+  const result = await api("/config", { auth: false }).catch(() => ({ ok: false, status: 0 }));
+  if (!result.ok) {
+    ui.name.textContent = "Chat unavailable";
+    ui.form.hidden = true;
+    notice(result.status === 403 ? "This chat isn't available on this website."
+      : result.status === 404 ? "This chat isn't available right now." : "We can't reach the chat right now.");
+    window.parent.postMessage({ type: "avatarchat:ready" }, "*");
+    return;
+  }
+  config = result.data;
+  document.title = `Chat with ${config.name}`;
+  ui.name.textContent = config.name;
+  applyTheme(config.placement);
+  const greeting = params.get("greeting") || config.welcome_message || config.greeting;
+  if (greeting) bubble("assistant", greeting).el.classList.add("greeting");
+  for (const question of config.suggested_questions || []) {
+    const chip = document.createElement("button");
+    chip.type = "button";
+    chip.textContent = question;
+    chip.addEventListener("click", () => send(question));
+    ui.suggestions.appendChild(chip);
+  }
+  session = restore();
+  if (session) {
+    const ok = await loadTranscript().then(() => true).catch(() => false);
+    if (ok) openStream();
+    else session = null;
+  }
+  createAvatar(ui.avatar, { modelUrl: config.avatar_model_url, animationMap: config.animation_map, reducedMotion })
+    .then((created) => {
+      avatar = created;
+      window.__avatarchat = { ...(window.__avatarchat || {}), avatar: created.kind, clips: created.clips };
+    });
+  window.parent.postMessage({ type: "avatarchat:ready" }, "*");
+}
+
+start();
