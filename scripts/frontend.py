@@ -51,10 +51,12 @@ def build() -> None:
     (DIST / "demo-template.html").write_text((DIST / "index.html").read_text())
 
 
-def set_demo_embed_id(embed_id: str) -> None:
-    """The demo page is a pretend customer site with the seeded demo chatbot embedded."""
+def set_demo_embed_id(embed_id: str, page: str = "index.html") -> str:
+    """The demo page is a pretend customer site with the seeded demo chatbot embedded; tests
+    write their own copy under another name. Returns the page's path on the site."""
     template = DIST / "demo-template.html"
-    (DIST / "index.html").write_text(template.read_text().replace(DEMO_PLACEHOLDER, embed_id))
+    (DIST / page).write_text(template.read_text().replace(DEMO_PLACEHOLDER, embed_id))
+    return f"/{page}"
 
 
 def ensure_browser() -> str:

@@ -105,6 +105,8 @@
     panel.setAttribute("aria-label", `Chat with ${s.name}`);
 
     let frame = null;
+    let frameReady = false;
+    let focusWhenReady = false;
     function ensureFrame() {
       if (frame || problem) return;
       const url = new URL("/widget/", base);
@@ -136,6 +138,7 @@
       launcher.setAttribute("aria-label", `${open ? "Close" : "Open"} chat with ${s.name}`);
       post({ type: "avatarchat:visibility", open });
       if (open && focus && frame) {
+        focusWhenReady = !frameReady; // a frame still loading takes the focus when it is ready
         frame.focus();
         post({ type: "avatarchat:focus" });
       } else if (!open && focus) {
@@ -150,7 +153,15 @@
       if (!frame || event.source !== frame.contentWindow || event.origin !== base) return;
       const message = event.data || {};
       if (message.type === "avatarchat:close") setOpen(false);
-      if (message.type === "avatarchat:ready") post({ type: "avatarchat:visibility", open: !panel.hidden });
+      if (message.type === "avatarchat:ready") {
+        frameReady = true;
+        post({ type: "avatarchat:visibility", open: !panel.hidden });
+        if (focusWhenReady && !panel.hidden) {
+          focusWhenReady = false;
+          frame.focus();
+          post({ type: "avatarchat:focus" });
+        }
+      }
     });
 
     root.append(panel, launcher);

@@ -139,6 +139,7 @@ function openStream() {
     ui.status.textContent = "Online";
     notice("");
   });
+  window.__avatarchat = { ...(window.__avatarchat || {}), streams: ((window.__avatarchat || {}).streams || 0) + 1 };
   stream.addEventListener("message.start", track(onStart));
   stream.addEventListener("message.delta", track(onDelta));
   stream.addEventListener("avatar.animation", track(onAnimation));
@@ -149,15 +150,31 @@ function openStream() {
       return;
     }
     // the connection dropped: the browser reconnects by itself, sending Last-Event-ID;
-    // if it gave up (an expired token, say), refresh and reopen where we left off
+    // if it gave up (the server was away, or the token expired), we reopen where we left off
     ui.status.textContent = "Reconnecting…";
-    if (stream.readyState === EventSource.CLOSED) {
-      setTimeout(async () => {
-        if (await refreshToken().catch(() => false)) openStream();
-        else notice("We lost the connection. Reload the page to continue.");
-      }, 1000);
-    }
+    if (stream.readyState === EventSource.CLOSED) reconnect(1);
   });
+}
+
+async function reconnect(attempt) {
+  const delay = Math.min(30000, 500 * 2 ** attempt);
+  await new Promise((resolve) => setTimeout(resolve, delay));
+  let result;
+  try {
+    result = await api(`/conversations/${session.conversation_id}/token`, { method: "POST" });
+  } catch {
+    result = { ok: false, status: 0 };
+  }
+  if (result.ok) {
+    session.visitor_token = result.data.visitor_token;
+    save();
+    openStream();
+  } else if (result.status === 401 || result.status === 403 || result.status === 404) {
+    notice("This conversation has ended. Reload the page to start a new one.");
+  } else {
+    if (attempt >= 3) notice("We lost the connection. Trying again…");
+    reconnect(attempt + 1); // the server is away: keep trying, more slowly
+  }
 }
 
 function reply(replyId) {

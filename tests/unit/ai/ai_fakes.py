@@ -23,6 +23,15 @@ class Ok:
 
 
 @dataclass
+class Slow:
+    """Stream ``pieces`` with ``gap_s`` between them, like a real model thinking."""
+    pieces: list[str]
+    gap_s: float = 0.2
+    prompt_tokens: int = 42
+    completion_tokens: int | None = None
+
+
+@dataclass
 class Status:
     status: int
     retry_after: str | None = None
@@ -147,6 +156,8 @@ def openai_app(fake: FakeProvider) -> web.Application:
                 pass
         await resp.write(_openai_delta(model, role=True))
         for piece in behaviour.pieces:
+            if isinstance(behaviour, Slow):
+                await asyncio.sleep(behaviour.gap_s)
             await resp.write(_openai_delta(model, piece))
         if isinstance(behaviour, Break):
             return await _drop(request, resp)
