@@ -119,6 +119,7 @@ async def test_keyboard_only(site, browser, bot):
     await page.keyboard.type("hello")
     await page.keyboard.press("Enter")
     await expect(frame.locator(".message.assistant:not(.greeting) .text").last).to_have_text("Hello from Acme!")
+    await expect(frame.locator("#stop")).to_be_hidden()  # the reply has ended: no Stop button any more
     await expect(frame.locator("#input")).to_be_focused()
     await page.keyboard.press("Tab")
     active = await page.frames[1].evaluate("document.activeElement && (document.activeElement.id || document.activeElement.outerHTML.slice(0, 80))")
