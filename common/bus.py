@@ -70,6 +70,8 @@ class Bus:
         self._inflight: set[asyncio.Task] = set()
         self._stream_queue: AbstractQueue | None = None
         self._stream_bindings: dict[str, int] = {}
+        self._depth_task: asyncio.Task | None = None
+        self.depth_interval = 5.0
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -157,6 +159,8 @@ class Bus:
             tag = await queue.consume(self._consumer(sub))
             self._consumers.append((queue, tag))
             log.info("consuming", queue=sub.queue)
+        if self._subscriptions and self._depth_task is None:
+            self._depth_task = asyncio.create_task(self._watch_depths(), name="queue-depths")
 
     def _consumer(self, sub: _Subscription) -> Callable[[AbstractIncomingMessage], Awaitable[None]]:
         async def on_message(message: AbstractIncomingMessage) -> None:
@@ -240,8 +244,38 @@ class Bus:
         )
         await self._publish_channel.default_exchange.publish(copy, routing_key=queue)
 
+    async def queue_depths(self) -> dict[str, int]:
+        """Messages ready in each queue this process consumes, and in their dead-letter queues,
+        from passive declarations (which never create a queue)."""
+        assert self.connection is not None
+        depths: dict[str, int] = {}
+        channel = await self.connection.channel()
+        try:
+            for sub in self._subscriptions:
+                for name in (sub.queue, dead_letter_queue(sub.queue)):
+                    queue = await channel.declare_queue(name, passive=True)
+                    depths[name] = queue.declaration_result.message_count or 0
+        finally:
+            await channel.close()
+        return depths
+
+    async def _watch_depths(self) -> None:
+        """Refresh the queue depth gauge every few seconds while consuming."""
+        while True:
+            try:
+                for name, depth in (await self.queue_depths()).items():
+                    metrics.QUEUE_DEPTH.labels(self.service, name).set(depth)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - broker away for a moment; the next round retries
+                log.debug("queue_depth_failed", exc_info=True)
+            await asyncio.sleep(self.depth_interval)
+
     async def stop_consuming(self, timeout: float = 20.0) -> None:
         """Stop taking new messages, then let in-flight handlers finish (graceful shutdown)."""
+        if self._depth_task is not None:
+            self._depth_task.cancel()
+            self._depth_task = None
         for queue, tag in self._consumers:
             try:
                 await queue.cancel(tag)

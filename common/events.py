@@ -250,3 +250,17 @@ STREAM_EVENTS: tuple[type[Event], ...] = (
     AiReplyFailedEvent,
     AvatarAnimationSelectedEvent,
 )
+
+
+# --- feedback (appended: classes are collected below by walking Event's subclasses) ----------
+
+class FeedbackGivenEvent(Event):
+    """A visitor rated a reply. A later rating of the same reply replaces the earlier one."""
+    chatbot_id: uuid.UUID
+    conversation_id: uuid.UUID
+    reply_id: uuid.UUID
+    rating: Literal["up", "down"]
+    comment: str = ""
+
+
+EVENT_TYPES["FeedbackGivenEvent"] = FeedbackGivenEvent

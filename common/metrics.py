@@ -12,3 +12,5 @@ TIME_TO_FIRST_TOKEN = Histogram(
     "reply_time_to_first_token_seconds", "Provider time to first token", ["service", "provider"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
+QUEUE_DEPTH = Gauge("queue_depth_messages", "Messages ready in a consumed queue (and its dead-letter queue)",
+                    ["service", "queue"])

@@ -14,6 +14,7 @@ SUBSCRIPTIONS: dict[str, tuple[type[ev.Event], ...]] = {
         ev.AiReplyCompletedEvent,
         ev.AiReplyFailedEvent,
         ev.AvatarAnimationSelectedEvent,
+        ev.FeedbackGivenEvent,
     ),
     "ai": (ev.AiReplyRequestedEvent,),
     "knowledge": (ev.DocumentIngestRequestedEvent,),

@@ -35,6 +35,8 @@ LEVELS = (1, 10, 50)
 LEVEL_SECONDS = float(os.environ.get("BENCH_LEVEL_SECONDS", "10"))
 QUESTION = "Can I return a bike after 30 days?"
 BASELINE_PORT = 13999
+FAKE_PROVIDER_PORT = 13998
+FAKE_PROVIDER = f"http://127.0.0.1:{FAKE_PROVIDER_PORT}"
 
 
 @dataclass
@@ -73,9 +75,27 @@ async def sse_events(resp: aiohttp.ClientResponse):
             data.append(line[5:].strip())
 
 
+class Pacer:
+    """Open-loop arrivals: hands out start times ``1/rate`` apart, whoever is free takes the next."""
+
+    def __init__(self, rate: float | None):
+        self.interval = 1 / rate if rate else 0.0
+        self.next_at = time.monotonic()
+
+    async def wait(self) -> None:
+        if not self.interval:
+            return
+        slot = self.next_at
+        self.next_at += self.interval
+        delay = slot - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+
 class Platform:
-    def __init__(self, http: aiohttp.ClientSession, base: str, embed_id: str):
+    def __init__(self, http: aiohttp.ClientSession, base: str, embed_id: str, pacer: Pacer | None = None):
         self.http, self.base, self.embed = http, base, embed_id
+        self.pacer = pacer or Pacer(None)
 
     async def visitor(self, level: Level, stop_at: float) -> None:
         async with self.http.post(f"{self.base}/api/widget/v1/{self.embed}/conversations") as resp:
@@ -88,6 +108,9 @@ class Platform:
             n = 0
             while time.monotonic() < stop_at:
                 n += 1
+                await self.pacer.wait()
+                if time.monotonic() >= stop_at:
+                    break
                 posted = time.time()
                 async with self.http.post(url + "/messages", headers=headers,
                                           json={"text": QUESTION, "client_message_id": f"m{n}"}) as resp:
@@ -111,15 +134,20 @@ class Platform:
 
 
 class Baseline:
-    def __init__(self, http: aiohttp.ClientSession, base: str):
-        self.http, self.base = http, base
+    def __init__(self, http: aiohttp.ClientSession, base: str, provider: str = "local", pacer: Pacer | None = None):
+        self.http, self.base, self.provider = http, base, provider
+        self.pacer = pacer or Pacer(None)
 
     async def visitor(self, level: Level, stop_at: float) -> None:
         while time.monotonic() < stop_at:
+            await self.pacer.wait()
+            if time.monotonic() >= stop_at:
+                break
             posted = time.time()
             first_delta = None
             try:
-                async with self.http.get(f"{self.base}/chat", params={"text": QUESTION}) as resp:
+                async with self.http.get(f"{self.base}/chat",
+                                         params={"text": QUESTION, "provider": self.provider}) as resp:
                     async for name, data in sse_events(resp):
                         if name == "message.delta" and first_delta is None:
                             first_delta = time.time()
@@ -181,14 +209,44 @@ async def measure() -> tuple[list[Level], list[Level]]:
             base_levels.append(await run_level(base, c))
             print(f"concurrency {c}: ours {ours_levels[-1].rate:.1f}/s, baseline {base_levels[-1].rate:.1f}/s",
                   flush=True)
-    return ours_levels, base_levels
+        provider = await measure_provider(http, gateway, admin)
+    return ours_levels, base_levels, provider
+
+
+PROVIDER_RATE = float(os.environ.get("BENCH_PROVIDER_RATE", "50"))
+PROVIDER_FIRST_S = 0.1
+PROVIDER_VISITORS = 60
+
+
+async def measure_provider(http: aiohttp.ClientSession, gateway: str, admin: dict) -> tuple[Level, Level]:
+    """Issue 6's measurement: a loopback OpenAI-format provider whose first token comes after a
+    fixed delay, visitors arriving at PROVIDER_RATE turns per second, ours against the baseline."""
+    async with http.post(f"{gateway}/api/v1/admin/tenants", json={"name": "bench-provider"}, headers=admin) as resp:
+        key = (await resp.json())["api_key"]["key"]
+    auth = {"Authorization": f"Bearer {key}"}
+    async with http.put(f"{gateway}/api/v1/provider-keys/openai", headers=auth,
+                        json={"api_key": "sk-bench-000000", "base_url": f"{FAKE_PROVIDER}/v1"}) as resp:
+        assert resp.status == 200, await resp.text()
+    async with http.post(f"{gateway}/api/v1/chatbots", headers=auth, json={
+            "name": "bench-provider", "ai": {"provider": "openai", "model": "gpt-4o-mini"}}) as resp:
+        embed = (await resp.json())["embed_id"]
+    results = []
+    for target in (Platform(http, gateway, embed, Pacer(PROVIDER_RATE)),
+                   Baseline(http, f"http://127.0.0.1:{BASELINE_PORT}", "openai", Pacer(PROVIDER_RATE))):
+        await run_level(type(target)(*([http, gateway, embed] if isinstance(target, Platform)
+                                       else [http, target.base, "openai"])), 3)  # warm-up
+        level = await run_level(target, PROVIDER_VISITORS)
+        results.append(level)
+        print(f"provider at {PROVIDER_RATE:.0f}/s: {type(target).__name__} {level.rate:.1f}/s, "
+              f"overhead p50 {pct(level.overhead_ms, 50):.1f} ms", flush=True)
+    return results[0], results[1]
 
 
 def fmt(v: float) -> str:
     return f"{v:.2f}" if v == v else "n/a"
 
 
-def report(ours: list[Level], base: list[Level]) -> str:
+def report(ours: list[Level], base: list[Level], provider: tuple[Level, Level]) -> str:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
@@ -221,6 +279,19 @@ def report(ours: list[Level], base: list[Level]) -> str:
         ratio = o.rate / b.rate if b.rate else float("nan")
         lines.append(f"| {o.concurrency} | {o.rate:.1f} | {o.errors} | {fmt(pct(o.turn_ms, 50))} | "
                      f"{fmt(pct(o.turn_ms, 95))} | {b.rate:.1f} | {b.errors} | {fmt(ratio)} |")
+    p_ours, p_base = provider
+    lines += ["", f"## Added time to first token with a real-format provider, at {PROVIDER_RATE:.0f} turns/s", "",
+              f"A loopback server speaking OpenAI's streaming format sends its first token "
+              f"{PROVIDER_FIRST_S * 1000:.0f} ms after the request, then 20 more. Visitors arrive at "
+              f"{PROVIDER_RATE:.0f} turns per second (open loop). The added time is the visitor's first "
+              "`message.delta` minus the moment the ai service (or the baseline) received the provider's "
+              "first token. Goal (issue 6): p50 ≤ 15 ms and p99 ≤ 60 ms.", "",
+              "| | turns/s reached | errors | added p50 ms | p95 | p99 | visitor TTFT p50 ms | p95 |",
+              "|---|---|---|---|---|---|---|---|"]
+    for name, level in (("ours", p_ours), ("baseline", p_base)):
+        lines.append(f"| {name} | {level.rate:.1f} | {level.errors} | {fmt(pct(level.overhead_ms, 50))} | "
+                     f"{fmt(pct(level.overhead_ms, 95))} | {fmt(pct(level.overhead_ms, 99))} | "
+                     f"{fmt(pct(level.visitor_ttft_ms, 50))} | {fmt(pct(level.visitor_ttft_ms, 95))} |")
     lines += ["", "The baseline is one aiohttp process streaming the same provider in-process: no broker, "
               "no database, no durability. The gap is the price of what the platform adds: a durable, "
               "confirmed message before the `202`, the stored turn, the outbox, the cost ledger, "
@@ -234,17 +305,44 @@ def main() -> None:
                           "LOG_LEVEL": "WARNING"})
     ctl = [str(BIN / "supervisorctl"), "-c", str(ROOT / "supervisord.conf")]
     subprocess.run([str(BIN / "supervisord"), "-c", str(ROOT / "supervisord.conf")], env=env, check=True)
-    baseline = subprocess.Popen([sys.executable, "-m", "scripts.bench_baseline", str(BASELINE_PORT)], cwd=ROOT)
+    fake = subprocess.Popen([sys.executable, "-m", "scripts.bench", "--fake-provider"], cwd=ROOT)
+    baseline = subprocess.Popen([sys.executable, "-m", "scripts.bench_baseline", str(BASELINE_PORT),
+                                 f"{FAKE_PROVIDER}/v1"], cwd=ROOT)
     try:
         wait_http(f"http://127.0.0.1:{os.environ['GATEWAY_PORT']}/health", 90)
-        ours, base = asyncio.run(measure())
-        text = report(ours, base)
+        ours, base, provider = asyncio.run(measure())
+        text = report(ours, base, provider)
         (ROOT / "docs" / "benchmarks.md").write_text(text)
         print(text)
     finally:
+        fake.terminate()
         baseline.terminate()
         subprocess.run([*ctl, "shutdown"], env=env, capture_output=True)
 
 
+def serve_fake_provider() -> None:
+    """The loopback provider, in its own process so its work is not the load generator's."""
+    from aiohttp import web
+
+    from tests.unit.ai.ai_fakes import FakeProvider, Slow, openai_app
+
+    fake = FakeProvider(script=[Slow([f"word{i} " for i in range(20)], gap_s=0.005, first_s=PROVIDER_FIRST_S)])
+    fake.requests = _Forgetful()
+    web.run_app(openai_app(fake), host="127.0.0.1", port=FAKE_PROVIDER_PORT, print=None, access_log=None)
+
+
+class _Forgetful(list):
+    """The fake keeps every request for tests; a benchmark only needs the count."""
+
+    def append(self, item) -> None:
+        self.count = getattr(self, "count", 0) + 1
+
+    def __len__(self) -> int:
+        return getattr(self, "count", 0)
+
+
 if __name__ == "__main__":
-    main()
+    if "--fake-provider" in sys.argv:
+        serve_fake_provider()
+    else:
+        main()

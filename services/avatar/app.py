@@ -1,6 +1,7 @@
 """avatar service app factory."""
 from __future__ import annotations
 
+import asyncio
 from functools import partial
 from pathlib import Path
 
@@ -9,20 +10,48 @@ from aiohttp import web
 
 from common import events as ev
 from common.bus import Bus
+from common.logging import get_logger
 from common.web import POOL, make_app, service_context
-from services.avatar import handlers
+from services.avatar import handlers, views
+from services.avatar.default_avatar import build_glb
+from services.avatar.service import DefaultAvatar
 from services.avatar.settings import Settings
+from services.avatar.storage import AvatarStore
+from services.avatar.validation import validate_glb
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+log = get_logger(__name__)
 
 
 def _subscribe(app: web.Application, bus: Bus) -> None:
     bus.subscribe(ev.AiReplyCompletedEvent, partial(handlers.on_ai_reply_completed, pool=app[POOL]))
 
 
+def ensure_default_avatar(store: AvatarStore) -> DefaultAvatar:
+    """Generate the default avatar into the store when it is missing or out of date (the
+    generator changed), and check it like any upload."""
+    data = build_glb()
+    path = store.default_path
+    if not path.exists() or path.read_bytes() != data:
+        store.write_default(data)
+        log.info("default_avatar_written", path=str(path), bytes=len(data))
+    return DefaultAvatar(validate_glb(data))
+
+
+def _storage_ctx(settings: Settings):
+    async def ctx(app: web.Application):
+        store = AvatarStore(settings.storage_dir)
+        app[views.STORE] = store
+        app[views.DEFAULT] = await asyncio.to_thread(ensure_default_avatar, store)
+        yield
+    return ctx
+
+
 def create_app(settings: Settings | None = None, *, pool: asyncpg.Pool | None = None,
                bus: Bus | None = None) -> web.Application:
     settings = settings or Settings()
     app = make_app(settings)
+    app.cleanup_ctx.append(_storage_ctx(settings))
     app.cleanup_ctx.append(service_context(MIGRATIONS, pool=pool, bus=bus, subscribe=_subscribe))
+    app.router.add_routes(views.routes)
     return app

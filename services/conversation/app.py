@@ -27,6 +27,7 @@ def _subscribe(settings: Settings):
         bus.subscribe(ev.AiReplyCompletedEvent, partial(handlers.on_ai_reply_completed, pool=pool))
         bus.subscribe(ev.AiReplyFailedEvent, partial(handlers.on_ai_reply_failed, pool=pool))
         bus.subscribe(ev.AvatarAnimationSelectedEvent, partial(handlers.on_avatar_animation_selected, pool=pool))
+        bus.subscribe(ev.FeedbackGivenEvent, partial(handlers.on_feedback_given, pool=pool))
     return subscribe
 
 

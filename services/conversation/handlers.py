@@ -82,3 +82,12 @@ async def fail_overdue_replies(pool: asyncpg.Pool, deadline_s: float) -> int:
         if events:
             await enqueue(conn, *events)
     return len(rows)
+
+
+async def on_feedback_given(event: ev.FeedbackGivenEvent, *, pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as conn, conn.transaction():
+        if not await claim(conn, event):
+            return
+        stored = await repository.set_rating(conn, event.reply_id, event.conversation_id, event.rating,
+                                             event.comment, event.occurred_at)
+    log.info("feedback_stored", reply_id=str(event.reply_id), rating=event.rating, stored=stored)

@@ -115,3 +115,17 @@ async def conversation_with_count(conn, conversation_id, tenant_id):
     return await conn.fetchrow(
         "SELECT c.*, (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id) AS messages "
         "FROM conversations c WHERE c.id = $1 AND c.tenant_id = $2", conversation_id, tenant_id)
+
+
+async def set_rating(conn, reply_id, conversation_id, rating: str, comment: str, rated_at) -> bool:
+    """Store a visitor's rating on the reply, unless a newer rating is already there."""
+    status = await conn.execute(
+        "UPDATE messages SET rating = $3, rating_comment = $4, rated_at = $5 "
+        "WHERE id = $1 AND conversation_id = $2 AND role = 'assistant' "
+        "AND (rated_at IS NULL OR rated_at < $5)", reply_id, conversation_id, rating, comment, rated_at)
+    return status != "UPDATE 0"
+
+
+async def reply(conn, reply_id, tenant_id):
+    return await conn.fetchrow("SELECT * FROM messages WHERE id = $1 AND tenant_id = $2 AND role = 'assistant'",
+                               reply_id, tenant_id)

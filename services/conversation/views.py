@@ -120,3 +120,15 @@ async def transcript(request: web.Request) -> web.Response:
             raise ApiError(404, "not_found", "no such conversation")
         rows = await repository.messages(conn, conversation_id, tenant_id)
     return json_response({"conversation": conversation_out(conversation), "messages": [message_out(r) for r in rows]})
+
+
+@routes.get("/internal/replies/{reply_id}")
+async def get_reply(request: web.Request) -> web.Response:
+    """One reply, if it is this tenant's (the gateway checks before cancelling or rating)."""
+    reply_id = _uuid(request.match_info["reply_id"])
+    tenant_id = _uuid(request.query.get("tenant_id", ""))
+    async with request.app[POOL].acquire() as conn:
+        row = await repository.reply(conn, reply_id, tenant_id)
+    if row is None:
+        raise ApiError(404, "not_found", "no such reply")
+    return json_response({**message_out(row), "conversation_id": str(row["conversation_id"])})

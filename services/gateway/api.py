@@ -64,6 +64,7 @@ class Operation:
     description: str = ""
     extra_responses: dict[int, str] = field(default_factory=dict)
     also_streams: bool = False  # answers text/event-stream too, when the request asks for it
+    json_object: bool = False  # a JSON object relayed from a service, documented as free-form
 
     @property
     def path_params(self) -> list[str]:
@@ -71,6 +72,10 @@ class Operation:
 
 
 OPERATIONS: list[Operation] = []
+# path parameters ending in _id that are not UUIDs: embed ids and key ids are random text, and
+# an avatar id may also be "default"
+NOT_UUIDS = {"embed_id", "key_id", "avatar_id"}
+UUID_PATTERN = "[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}"
 routes = web.RouteTableDef()
 
 # hooks set by the app: the rate limiter (so this module needs no database of its own)
@@ -81,18 +86,19 @@ def op(method: str, path: str, *, summary: str, tag: str, auth: Auth = "tenant",
        body: type[BaseModel] | None = None, query: type[BaseModel] | None = None,
        response: type[BaseModel] | None = None, status: int = 200, content_type: str = "application/json",
        raw_body: str | None = None, description: str = "", extra_responses: dict[int, str] | None = None,
-       also_streams: bool = False):
+       also_streams: bool = False, json_object: bool = False):
     need = need or ("read" if method in ("GET", "HEAD") else "write")
 
     def decorate(fn: Callable[[Ctx], Awaitable[web.StreamResponse]]):
         operation = Operation(method, path, fn, summary, tag, auth, need, body, query, response, status,
                               content_type, raw_body, description=description or (fn.__doc__ or "").strip(),
-                              extra_responses=extra_responses or {}, also_streams=also_streams)
+                              extra_responses=extra_responses or {}, also_streams=also_streams,
+                              json_object=json_object)
 
         async def handler(request: web.Request) -> web.StreamResponse:
             ctx = Ctx(request)
             for name in operation.path_params:
-                if name.endswith("_id") and name != "embed_id" and name != "key_id":
+                if name.endswith("_id") and name not in NOT_UUIDS:
                     try:
                         uuid.UUID(request.match_info[name])
                     except ValueError:
@@ -118,7 +124,9 @@ def op(method: str, path: str, *, summary: str, tag: str, auth: Auth = "tenant",
             return await fn(ctx)
 
         handler.operation = operation  # type: ignore[attr-defined]
-        routes.route(method, path)(handler)
+        # UUID parameters only match UUIDs: /documents/url is never mistaken for a document id
+        routes.route(method, re.sub(r"{(\w+_id)}", lambda m: m.group(0) if m.group(1) in NOT_UUIDS
+                                    else "{%s:%s}" % (m.group(1), UUID_PATTERN), path))(handler)
         OPERATIONS.append(operation)
         return fn
 
@@ -136,7 +144,9 @@ def _schema(model: type[BaseModel], components: dict, mode: str) -> dict:
 
 
 def _param_schema(name: str) -> dict:
-    if name.endswith("_id") and name not in ("embed_id", "key_id"):
+    if name == "avatar_id":
+        return {"anyOf": [{"type": "string", "format": "uuid"}, {"const": "default"}]}
+    if name.endswith("_id") and name not in NOT_UUIDS:
         return {"type": "string", "format": "uuid"}
     return {"type": "string", "minLength": 1, "maxLength": 200}
 
@@ -175,8 +185,10 @@ def openapi_document(public_url: str) -> dict:
         ok: dict[str, Any] = {"description": "OK"}
         if operation.response is not None:
             ok["content"] = {operation.content_type: {"schema": _schema(operation.response, components, "serialization")}}
+        elif operation.json_object:
+            ok["content"] = {"application/json": {"schema": {"type": "object"}}}
         elif operation.content_type != "application/json":
-            ok["content"] = {operation.content_type: {"schema": {"type": "string"}}}
+            ok["content"] = {operation.content_type: {"schema": {"type": "string", "format": "binary"}}}
         if operation.also_streams:
             ok.setdefault("content", {})["text/event-stream"] = {"schema": {"type": "string"}}
         item["responses"][str(operation.status)] = ok

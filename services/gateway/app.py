@@ -13,7 +13,9 @@ from common.http import InternalClient
 from common.logging import get_logger
 from common.settings import SERVICE_PORTS, service_url
 from common.web import BUS, HEALTH_CHECKS, POOL, SHUTDOWN_HOOKS, make_app, service_context
-from services.gateway import api, auth, chat_api, ratelimit, views, widget  # noqa: F401 - modules register operations
+# importing these modules registers their operations
+from services.gateway import (analytics_routes, api, auth, avatar_routes, chat_api, feedback_routes,  # noqa: F401
+                              knowledge_routes, ratelimit, views, widget)
 from services.gateway.clients import CONVERSATION, INTERNAL
 from services.gateway.settings import Settings
 from services.gateway.stream import StreamHub
@@ -115,4 +117,5 @@ def create_app(settings: Settings | None = None, *, pool: asyncpg.Pool | None = 
     app.router.add_get("/api/v1/openapi.json", openapi_json)
     app.router.add_get("/api/v1/docs", reference)
     app.router.add_routes(api.routes)
+    app.router.add_routes(avatar_routes.routes)
     return app

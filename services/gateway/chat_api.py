@@ -303,6 +303,9 @@ async def list_models(ctx: Ctx) -> web.Response:
 async def cancel_reply(ctx: Ctx) -> web.Response:
     """The visitor sees an `error` event with code `cancelled`; what was streamed is kept."""
     reply_id = ctx.request.match_info["reply_id"]
+    # only the tenant's own replies: 404 for anyone else's, as for anything else of theirs
+    await ctx.request.app[CONVERSATION].request("GET", f"/internal/replies/{reply_id}",
+                                                params={"tenant_id": str(ctx.principal.tenant_id)})
     body = await ctx.request.app[INTERNAL]["ai"].request(
         "POST", f"/internal/replies/{reply_id}/cancel", params={"tenant_id": str(ctx.principal.tenant_id)})
     return json_response(ReplyCancelled(reply_id=body["data"]["reply_id"]), status=202)

@@ -242,6 +242,7 @@ class WidgetConfig(Out):
     suggested_questions: list[str]
     placement: Placement
     avatar_model_url: str | None
+    animation_map: dict[str, str] = Field(default_factory=dict, description="behaviour -> clip name")
 
 
 # --- pages -----------------------------------------------------------------------------------

@@ -89,13 +89,21 @@ async def widget_config(ctx: Ctx) -> web.Response:
     chatbot = await _chatbot(ctx)
     origin = check_origin(ctx.request, chatbot)
     config = chatbot["config"]
-    avatar = config.get("avatar_id")
     base = ctx.request.app[SETTINGS_KEY].public_base_url.rstrip("/")
+    model_url = f"{base}/api/widget/v1/avatars/{config.get('avatar_id') or 'default'}/model.glb"
+    animation_map: dict[str, str] = {}
+    try:  # the avatar service knows the map; without it the widget still works, by clip names
+        avatar = await ctx.request.app[INTERNAL]["avatar"].request(
+            "GET", f"/internal/chatbots/{chatbot['id']}/avatar", params={"tenant_id": str(chatbot["tenant_id"])},
+            timeout=2.0)
+        model_url = f"{base}{avatar['model_url']}" if avatar["model_url"].startswith("/") else avatar["model_url"]
+        animation_map = {k: v for k, v in (avatar.get("animation_map") or {}).items() if isinstance(v, str)}
+    except ApiError as exc:
+        log.warning("avatar_map_unavailable", code=exc.code)
     body = WidgetConfig(
         embed_id=chatbot["embed_id"], name=chatbot["name"], greeting=config["persona"]["greeting"],
         welcome_message=config.get("welcome_message", ""), suggested_questions=config.get("suggested_questions", []),
-        placement=config["placement"],
-        avatar_model_url=f"{base}/api/widget/v1/avatars/{avatar or 'default'}/model.glb")
+        placement=config["placement"], avatar_model_url=model_url, animation_map=animation_map)
     return cors(json_response(body), origin)
 
 

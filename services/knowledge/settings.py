@@ -1,5 +1,35 @@
+from pydantic import Field
+
 from common.settings import settings_for
 
 
 class Settings(settings_for("knowledge")):
-    pass
+    # raw uploads are kept in Postgres (bytea) so a re-sync or re-embedding needs no file store
+    max_upload_bytes: int = Field(20 * 1024 ** 2, validation_alias="KNOWLEDGE_MAX_UPLOAD_BYTES")
+    # every fetched URL (single page, crawl page, sitemap, robots.txt)
+    fetch_max_bytes: int = Field(10 * 1024 ** 2, validation_alias="KNOWLEDGE_FETCH_MAX_BYTES")
+    fetch_timeout_s: float = Field(15.0, validation_alias="KNOWLEDGE_FETCH_TIMEOUT")
+    fetch_max_redirects: int = Field(5, validation_alias="KNOWLEDGE_FETCH_MAX_REDIRECTS")
+    fetch_user_agent: str = Field("avatarchat-knowledge/0.1 (+https://avatarchat.example/bot)",
+                                  validation_alias="KNOWLEDGE_FETCH_USER_AGENT")
+    # Private networks that fetches MAY reach. Empty in production: this exists only so tests
+    # can crawl a site on 127.0.0.1 (e.g. '["127.0.0.0/8"]').
+    fetch_allow_networks: list[str] = Field(default_factory=list,
+                                            validation_alias="KNOWLEDGE_FETCH_ALLOW_NETWORKS")
+    crawl_max_pages_limit: int = Field(500, validation_alias="KNOWLEDGE_CRAWL_MAX_PAGES")
+    crawl_max_depth_limit: int = Field(5, validation_alias="KNOWLEDGE_CRAWL_MAX_DEPTH")
+    # passages per call into the embedder; progress is written after each batch
+    embed_batch_size: int = Field(32, validation_alias="KNOWLEDGE_EMBED_BATCH")
+    # a document that takes longer than this to parse fails instead of holding the worker
+    extract_timeout_s: float = Field(120.0, validation_alias="KNOWLEDGE_EXTRACT_TIMEOUT")
+    openai_api_key: str | None = Field(None, validation_alias="OPENAI_API_KEY")
+    openai_base_url: str | None = Field(None, validation_alias="OPENAI_BASE_URL")
+    # HNSW search breadth; iterative scans keep going until enough rows pass the chatbot filter
+    hnsw_ef_search: int = Field(100, validation_alias="KNOWLEDGE_HNSW_EF_SEARCH")
+    # a knowledge base this small is searched exactly (filter + sort, ~1.6 us per chunk):
+    # perfect recall in a few ms; larger ones use the HNSW index with an iterative scan
+    exact_search_max_chunks: int = Field(3_000, validation_alias="KNOWLEDGE_EXACT_SEARCH_MAX_CHUNKS")
+    # the full-text half of a search gives up after this (the vector half still answers)
+    text_search_timeout_ms: int = Field(30, validation_alias="KNOWLEDGE_TEXT_SEARCH_TIMEOUT_MS")
+    # threads embedding passages (one core each); default: all cores but one
+    embed_workers: int | None = Field(None, validation_alias="KNOWLEDGE_EMBED_WORKERS")

@@ -90,10 +90,11 @@ async def test_a_reply_streams_over_sse_in_order_and_is_stored_and_recorded(api,
     finally:
         await conn.close()
 
-    # every process logged this turn under the same correlation id
+    # every process that logs this turn logs it under the same correlation id (analytics records
+    # events in batches and logs only trouble)
     async def logged():
         return all(f'"correlation_id": "{correlation}"' in stack.logs(p)
-                   for p in ("gateway", "conversation", "ai", "avatar", "analytics"))
+                   for p in ("gateway", "conversation", "ai", "avatar"))
     await wait_until(logged, timeout=10, what="correlation id in every process's log")
 
 

@@ -8,10 +8,12 @@ import sys
 import time
 import uuid
 
+import aiohttp
 import jwt
 import pytest
 
 import services.gateway.app  # noqa: F401 - importing the app registers every operation
+from services.avatar.default_avatar import build_glb
 from services.gateway.api import OPERATIONS
 from tests.conftest import ROOT
 from tests.e2e.test_chat_turn import wait_until
@@ -244,11 +246,20 @@ async def test_tenant_reads_conversations_with_filters_and_transcripts(api, stac
     assert status == 422
 
 
+NOT_OBJECTS = {"provider"}
 SAMPLE_BODIES = {
+    "AnimationMapIn": {"animation_map": {"idle": "idle"}}, "ChatbotAvatarIn": {"avatar_id": None},
+    "FeedbackIn": {"rating": "down"}, "TextIn": {"text": "hijacked"}, "UrlIn": {"url": "https://hijack.invalid/"}, "SearchIn": {"query": "secret"},
+    "CrawlIn": {"start_url": "https://hijack.invalid/"}, "SettingsIn": {"chunk_size": 100},
     "ChatbotPatch": {"name": "hijacked"}, "ChatbotIn": {"name": "hijacked"}, "TenantPatch": {"name": "hijacked"},
     "AdminTenantPatch": {"limits": {"max_chatbots": 999}}, "ApiKeyIn": {"name": "hijacked"},
     "TenantIn": {"name": "hijacked"}, "MessageIn": {"text": "hijacked", "client_message_id": "bola"},
 }
+
+
+async def _reply_of(api, embed_id: str, conv: dict) -> str | None:
+    replies = [m for m in await api.transcript(embed_id, conv) if m["role"] == "assistant"]
+    return replies[0]["id"] if replies and replies[0]["status"] != "pending" else None
 
 
 async def test_no_route_lets_one_tenant_touch_anothers_objects(api, stack):
@@ -262,14 +273,32 @@ async def test_no_route_lets_one_tenant_touch_anothers_objects(api, stack):
     a_conv = await api.conversation(a_bot["embed_id"])
     b_conv = await api.conversation(b_bot["embed_id"])
     status, a_extra_key = await api.call("POST", "/api/v1/api-keys", key=a_key, json={"name": "a2"})
+    assert (await api.say(a_bot["embed_id"], a_conv, "hello", "sweep-1"))[0] == 202
+    a_reply = await wait_until(lambda: _reply_of(api, a_bot["embed_id"], a_conv), what="A's reply")
+    form = aiohttp.FormData()
+    form.add_field("file", build_glb(), filename="a.glb", content_type="model/gltf-binary")
+    form.add_field("name", "A's avatar")
+    status, a_avatar = await api.call("POST", "/api/v1/avatars", key=a_key, data=form)
+    assert status == 201, a_avatar
+    knowledge = f"/api/v1/chatbots/{a_bot['id']}/knowledge"
+    status, a_document = await api.call("POST", knowledge + "/documents/text", key=a_key,
+                                        json={"text": "Tenant A's secret recipe.", "title": "A"})
+    assert status == 202, a_document
+    status, a_crawl = await api.call("POST", knowledge + "/crawls", key=a_key,
+                                     json={"start_url": "https://a-shop.invalid/", "max_pages": 1})
+    assert status == 202, a_crawl
     objects_of_a = {"chatbot_id": a_bot["id"], "conversation_id": a_conv["conversation_id"],
-                    "key_id": a_extra_key["id"], "tenant_id": a["tenant"]["id"], "embed_id": a_bot["embed_id"]}
+                    "key_id": a_extra_key["id"], "tenant_id": a["tenant"]["id"], "embed_id": a_bot["embed_id"],
+                    "reply_id": a_reply, "avatar_id": a_avatar["id"], "document_id": a_document["id"],
+                    "crawl_id": a_crawl["id"]}
     before = await api.call("GET", f"/api/v1/chatbots/{a_bot['id']}", key=a_key)
 
     swept = 0
     for operation in OPERATIONS:
         if not operation.path_params or operation.auth == "public":
             continue  # public routes take an embed id on purpose: anyone may start a chat
+        if set(operation.path_params) <= NOT_OBJECTS:
+            continue  # e.g. /provider-keys/{provider}: always the caller's own
         missing = set(operation.path_params) - objects_of_a.keys()
         assert not missing, f"{operation.method} {operation.path}: add {missing} to this sweep"
         path = operation.path.format(**objects_of_a)
@@ -277,7 +306,7 @@ async def test_no_route_lets_one_tenant_touch_anothers_objects(api, stack):
         body = SAMPLE_BODIES.get(operation.body.__name__, {}) if operation.body else None
         kwargs = {"json": body} if body is not None else {}
         if operation.path.endswith("/stream"):
-            kwargs["timeout"] = __import__("aiohttp").ClientTimeout(total=10)
+            kwargs["timeout"] = aiohttp.ClientTimeout(total=10)
         status, response = await api.call(operation.method, path, key=credential, **kwargs)
         assert status in (401, 403, 404), f"{operation.method} {operation.path} gave B {status}: {response}"
         swept += 1
@@ -285,6 +314,9 @@ async def test_no_route_lets_one_tenant_touch_anothers_objects(api, stack):
 
     assert await api.call("GET", f"/api/v1/chatbots/{a_bot['id']}", key=a_key) == before
     assert (await api.call("GET", "/api/v1/chatbots", key=a_extra_key["key"]))[0] == 200  # not revoked
+    assert (await api.call("GET", f"/api/v1/avatars/{a_avatar['id']}", key=a_key))[0] == 200  # not deleted
+    status, document = await api.call("GET", f"{knowledge}/documents/{a_document['id']}", key=a_key)
+    assert status == 200 and document["title"] == "A"
     status, tenant_a = await api.call("GET", "/api/v1/tenant", key=a_key)
     assert tenant_a["name"] == "Tenant A" and tenant_a["limits"]["max_chatbots"] == 10
     # and lists never show another tenant's objects

@@ -27,6 +27,7 @@ class Slow:
     """Stream ``pieces`` with ``gap_s`` between them, like a real model thinking."""
     pieces: list[str]
     gap_s: float = 0.2
+    first_s: float | None = None  # the wait before the first piece (default: gap_s)
     prompt_tokens: int = 42
     completion_tokens: int | None = None
 
@@ -155,9 +156,10 @@ def openai_app(fake: FakeProvider) -> web.Application:
             except asyncio.TimeoutError:
                 pass
         await resp.write(_openai_delta(model, role=True))
-        for piece in behaviour.pieces:
+        for index, piece in enumerate(behaviour.pieces):
             if isinstance(behaviour, Slow):
-                await asyncio.sleep(behaviour.gap_s)
+                first = behaviour.first_s if behaviour.first_s is not None else behaviour.gap_s
+                await asyncio.sleep(first if index == 0 else behaviour.gap_s)
             await resp.write(_openai_delta(model, piece))
         if isinstance(behaviour, Break):
             return await _drop(request, resp)

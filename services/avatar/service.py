@@ -1,0 +1,222 @@
+"""The avatar use cases: upload, list, get, delete, animation maps, a chatbot's avatar, and which
+clip a reply plays. No aiohttp or aio-pika here."""
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from common.logging import get_logger
+from services.avatar import repository
+from services.avatar.behaviours import BEHAVIOURS, DESCRIPTIONS, guess_animation_map, resolve_clip
+from services.avatar.storage import AvatarStore
+from services.avatar.validation import InvalidModel, Limits, ModelInfo, validate_glb
+
+log = get_logger(__name__)
+
+# The default avatar has a fixed id, so chatbots and widgets can name it like any other.
+DEFAULT_AVATAR_ID = uuid.uuid5(uuid.NAMESPACE_URL, "https://avatarchat.invalid/avatars/default")
+PUBLIC_MODEL_PATH = "/api/widget/v1/avatars/{avatar_id}/model.glb"
+
+
+class AvatarError(Exception):
+    """A request the service refuses, with the HTTP status the views answer with."""
+
+    def __init__(self, status: int, code: str, message: str, details: Any = None):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details
+
+
+def not_found() -> AvatarError:
+    return AvatarError(404, "not_found", "no such avatar")
+
+
+@dataclass
+class DefaultAvatar:
+    info: ModelInfo
+
+    @property
+    def animation_map(self) -> dict[str, str]:
+        # its clips are named after the behaviours; guessing finds each exact name
+        return guess_animation_map(self.info.clip_names)
+
+
+def library() -> list[dict]:
+    return [{"behaviour": b, "description": DESCRIPTIONS[b]} for b in BEHAVIOURS]
+
+
+def model_url(avatar_id: uuid.UUID) -> str:
+    return PUBLIC_MODEL_PATH.format(avatar_id=avatar_id)
+
+
+def _info_fields(info: ModelInfo) -> dict:
+    data = info.to_dict()
+    data.pop("sha256")
+    data.pop("size_bytes")
+    return data
+
+
+def default_avatar_out(default: DefaultAvatar) -> dict:
+    return {"id": str(DEFAULT_AVATAR_ID), "default": True, "name": "Default avatar", "filename": "default.glb",
+            "size_bytes": default.info.size_bytes, "sha256": default.info.sha256,
+            "model_url": model_url(DEFAULT_AVATAR_ID), **_info_fields(default.info),
+            "animation_map": default.animation_map, "created_at": None, "updated_at": None}
+
+
+def avatar_out(row: asyncpg.Record) -> dict:
+    info = ModelInfo.from_dict(row["info"])
+    return {"id": str(row["id"]), "default": False, "name": row["name"], "filename": row["filename"],
+            "size_bytes": row["size_bytes"], "sha256": row["sha256"], "model_url": model_url(row["id"]),
+            **_info_fields(info), "animation_map": row["animation_map"],
+            "created_at": row["created_at"].isoformat(), "updated_at": row["updated_at"].isoformat()}
+
+
+def is_default(avatar_id: uuid.UUID | None) -> bool:
+    return avatar_id is None or avatar_id == DEFAULT_AVATAR_ID
+
+
+async def upload(pool: asyncpg.Pool, store: AvatarStore, limits: Limits, *, tenant_id: uuid.UUID, name: str,
+                 filename: str, data: bytes, max_per_tenant: int) -> dict:
+    """Validate, then store the file and its row; on any failure neither is left behind."""
+    try:
+        info = await asyncio.to_thread(validate_glb, data, limits)
+    except InvalidModel as exc:
+        log.info("avatar_rejected", code=exc.code, bytes=len(data))
+        raise AvatarError(exc.status, exc.code, exc.message, exc.details) from None
+    avatar_id = uuid.uuid4()
+    animation_map = guess_animation_map(info.clip_names)
+    await store.save(avatar_id, data)
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            # serialise a tenant's uploads so the count check holds
+            await repository.advisory_lock_tenant(conn, tenant_id)
+            if await repository.count_avatars(conn, tenant_id) >= max_per_tenant:
+                raise AvatarError(409, "too_many_avatars",
+                                  f"a tenant can keep {max_per_tenant} avatars; delete one first")
+            row = await repository.create_avatar(conn, avatar_id, tenant_id, name, filename, info.size_bytes,
+                                                 info.sha256, info.to_dict(), animation_map)
+    except BaseException:
+        await store.delete(avatar_id)
+        raise
+    log.info("avatar_uploaded", avatar_id=str(avatar_id), bytes=info.size_bytes, clips=len(info.clips))
+    return avatar_out(row)
+
+
+async def list_avatars(pool: asyncpg.Pool, default: DefaultAvatar, tenant_id: uuid.UUID) -> list[dict]:
+    async with pool.acquire() as conn:
+        rows = await repository.list_avatars(conn, tenant_id, 1000)
+    return [default_avatar_out(default), *(avatar_out(r) for r in rows)]
+
+
+async def get_avatar(pool: asyncpg.Pool, default: DefaultAvatar, tenant_id: uuid.UUID,
+                     avatar_id: uuid.UUID) -> dict:
+    if is_default(avatar_id):
+        return default_avatar_out(default)
+    async with pool.acquire() as conn:
+        row = await repository.get_avatar(conn, tenant_id, avatar_id)
+        if row is None:
+            raise not_found()
+        chatbot_maps = await repository.chatbot_animation_maps(conn, tenant_id, avatar_id)
+        used_by = await repository.chatbots_using(conn, avatar_id)
+    return {**avatar_out(row), "chatbot_animation_maps": {str(k): v for k, v in chatbot_maps.items()},
+            "used_by_chatbots": [str(c) for c in used_by]}
+
+
+async def delete_avatar(pool: asyncpg.Pool, store: AvatarStore, tenant_id: uuid.UUID, avatar_id: uuid.UUID) -> None:
+    if is_default(avatar_id):
+        raise AvatarError(403, "forbidden", "the default avatar cannot be deleted")
+    async with pool.acquire() as conn, conn.transaction():
+        if await repository.lock_avatar(conn, tenant_id, avatar_id) is None:
+            raise not_found()
+        used_by = await repository.chatbots_using(conn, avatar_id)
+        if used_by:
+            raise AvatarError(409, "avatar_in_use", "chatbots still show this avatar; give them another one first",
+                              {"chatbot_ids": [str(c) for c in used_by]})
+        await repository.delete_avatar(conn, tenant_id, avatar_id)
+    await store.delete(avatar_id)  # after the commit: a failed delete leaves the row, never a dangling row
+    log.info("avatar_deleted", avatar_id=str(avatar_id))
+
+
+def check_animation_map(animation_map: dict[str, str], clips: list[str]) -> None:
+    unknown = sorted(set(animation_map) - set(BEHAVIOURS))
+    if unknown:
+        raise AvatarError(422, "unknown_behaviour", "the map names behaviours that are not in the library",
+                          {"unknown": unknown, "behaviours": list(BEHAVIOURS)})
+    missing = {b: c for b, c in animation_map.items() if c not in clips}
+    if missing:
+        raise AvatarError(422, "unknown_clip", "the map names clips this model does not have",
+                          {"missing": missing, "clips": clips})
+
+
+async def put_animation_map(pool: asyncpg.Pool, default: DefaultAvatar, tenant_id: uuid.UUID,
+                            avatar_id: uuid.UUID, animation_map: dict[str, str] | None,
+                            chatbot_id: uuid.UUID | None) -> dict:
+    """Replace the avatar's map (``None``: back to the guessed one), or with ``chatbot_id`` that
+    chatbot's own map for this avatar (``None``: remove it)."""
+    if is_default(avatar_id):
+        raise AvatarError(403, "forbidden", "the default avatar's clips are named after the behaviours; "
+                          "its map cannot change")
+    async with pool.acquire() as conn, conn.transaction():
+        row = await repository.lock_avatar(conn, tenant_id, avatar_id)
+        if row is None:
+            raise not_found()
+        clips = ModelInfo.from_dict(row["info"]).clip_names
+        if animation_map is not None:
+            check_animation_map(animation_map, clips)
+        if chatbot_id is None:
+            await repository.set_animation_map(conn, tenant_id, avatar_id,
+                                               animation_map if animation_map is not None
+                                               else guess_animation_map(clips))
+        elif animation_map is None:
+            await repository.delete_chatbot_animation_map(conn, tenant_id, chatbot_id, avatar_id)
+        else:
+            await repository.set_chatbot_animation_map(conn, tenant_id, chatbot_id, avatar_id, animation_map)
+    return await get_avatar(pool, default, tenant_id, avatar_id)
+
+
+async def set_chatbot_avatar(pool: asyncpg.Pool, default: DefaultAvatar, tenant_id: uuid.UUID,
+                             chatbot_id: uuid.UUID, avatar_id: uuid.UUID | None) -> dict:
+    stored = None if is_default(avatar_id) else avatar_id
+    async with pool.acquire() as conn, conn.transaction():
+        if stored is not None and await repository.lock_avatar(conn, tenant_id, stored) is None:
+            raise not_found()
+        if not await repository.set_chatbot_avatar(conn, tenant_id, chatbot_id, stored):
+            raise AvatarError(404, "not_found", "no such chatbot")
+    return await chatbot_avatar(pool, default, tenant_id, chatbot_id)
+
+
+async def forget_chatbot(pool: asyncpg.Pool, tenant_id: uuid.UUID, chatbot_id: uuid.UUID) -> None:
+    """A deleted chatbot no longer holds on to its avatar."""
+    async with pool.acquire() as conn, conn.transaction():
+        await repository.forget_chatbot(conn, tenant_id, chatbot_id)
+
+
+async def chatbot_avatar(pool: asyncpg.Pool, default: DefaultAvatar, tenant_id: uuid.UUID,
+                         chatbot_id: uuid.UUID) -> dict:
+    """What the widget needs: the model URL and the effective behaviour -> clip map."""
+    async with pool.acquire() as conn:
+        row = await repository.animation_for_chatbot(conn, tenant_id, chatbot_id)
+    if row is None:
+        avatar_id, animation_map = DEFAULT_AVATAR_ID, default.animation_map
+    else:
+        avatar_id, animation_map = row["avatar_id"], {**row["animation_map"], **(row["chatbot_map"] or {})}
+    effective = {b: c for b in BEHAVIOURS if (c := resolve_clip(b, animation_map))}
+    return {"chatbot_id": str(chatbot_id), "avatar_id": str(avatar_id), "default": is_default(avatar_id),
+            "model_url": model_url(avatar_id), "animation_map": effective}
+
+
+async def select_clip(conn: asyncpg.Connection, tenant_id: uuid.UUID, chatbot_id: uuid.UUID,
+                      behaviour: str) -> tuple[uuid.UUID | None, str]:
+    """(the avatar shown, None for the default one; the clip it plays for ``behaviour``;
+    "" when the model has no clip for it)."""
+    row = await repository.animation_for_chatbot(conn, tenant_id, chatbot_id)
+    if row is None:
+        return None, behaviour  # the default avatar has a clip named after every behaviour
+    animation_map = {**row["animation_map"], **(row["chatbot_map"] or {})}
+    return row["avatar_id"], resolve_clip(behaviour, animation_map) or ""

@@ -1,0 +1,59 @@
+"""The widget's thumbs up / thumbs down on a reply.
+
+The gateway checks the visitor token and the origin, makes sure the reply belongs to the
+visitor's conversation (asking the conversation service), then publishes
+``FeedbackGivenEvent`` and answers ``202`` once the broker confirmed it. conversation stores
+the rating on the reply; analytics counts it. Rating the same reply again replaces the rating.
+"""
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Literal
+
+from aiohttp import web
+from pydantic import Field
+
+from common import events as ev
+from common.bus import BusError
+from common.web import BUS, ApiError, json_response
+from services.gateway.api import Ctx, op
+from services.gateway.clients import CONVERSATION
+from services.gateway.models import Out, Strict
+from services.gateway.widget import BASE, _chatbot, _visitor, check_origin, cors
+
+
+class FeedbackIn(Strict):
+    rating: Literal["up", "down"] = Field(description="Thumbs up or thumbs down.")
+    comment: str = Field("", max_length=2000, description="Optional words from the visitor.")
+
+
+class FeedbackAccepted(Out):
+    reply_id: uuid.UUID
+    rating: Literal["up", "down"]
+    status: Literal["accepted"] = "accepted"
+
+
+@op("POST", f"{BASE}/conversations/{{conversation_id}}/replies/{{reply_id}}/feedback",
+    summary="Rate a reply (thumbs up or down)", tag="Widget", auth="visitor", body=FeedbackIn,
+    response=FeedbackAccepted, status=202)
+async def give_feedback(ctx: Ctx) -> web.Response:
+    """A later rating of the same reply replaces the earlier one."""
+    request = ctx.request
+    chatbot = await _chatbot(ctx)
+    visitor = _visitor(ctx, chatbot)
+    origin = check_origin(request, chatbot)
+    reply_id = request.match_info["reply_id"]
+    messages = await request.app[CONVERSATION].request(
+        "GET", f"/internal/conversations/{visitor.conversation_id}/messages",
+        params={"tenant_id": str(visitor.tenant_id)})
+    if not any(m["id"] == reply_id and m["role"] == "assistant" for m in messages["data"]):
+        raise ApiError(404, "not_found", "no such reply in this conversation")
+    body: FeedbackIn = ctx.body
+    try:
+        await request.app[BUS].publish(ev.FeedbackGivenEvent(
+            tenant_id=visitor.tenant_id, chatbot_id=chatbot["id"], conversation_id=visitor.conversation_id,
+            reply_id=uuid.UUID(reply_id), rating=body.rating, comment=body.comment))
+    except (BusError, ConnectionError, asyncio.TimeoutError, RuntimeError):
+        raise ApiError(503, "unavailable", "could not record the feedback; try again") from None
+    return cors(json_response(FeedbackAccepted(reply_id=reply_id, rating=body.rating), status=202), origin)

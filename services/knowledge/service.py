@@ -1,0 +1,455 @@
+"""The knowledge use cases: add documents, ingest them, search them. No aiohttp here."""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import multiprocessing
+import time
+import uuid
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import asyncpg
+import numpy as np
+
+from common import events as ev
+from common.db import claim, enqueue
+from common.logging import get_logger
+from services.knowledge import repository as repo
+from services.knowledge.embeddings import (INDEXED_DIMENSIONS, LOCAL_MODEL, OPENAI_DIMENSIONS, EmbeddingError,
+                                           Embedders, passage_input)
+from services.knowledge.extract import ExtractionError, prepare
+from services.knowledge.fetch import Fetcher, FetchError
+from services.knowledge.settings import Settings
+
+log = get_logger(__name__)
+RRF_K = 60
+
+
+class KnowledgeError(Exception):
+    def __init__(self, status: int, code: str, message: str, details: Any = None):
+        super().__init__(message)
+        self.status, self.code, self.message, self.details = status, code, message, details
+
+
+def not_found(what: str) -> KnowledgeError:
+    return KnowledgeError(404, "not_found", f"no such {what}")
+
+
+class Extractor:
+    """Parsing runs in a separate process: pypdf and lxml hold the GIL, and a hostile file
+    that hangs the parser is killed there instead of hanging the service."""
+
+    def __init__(self, timeout_s: float):
+        self.timeout_s = timeout_s
+        self._pool: ProcessPoolExecutor | None = None
+
+    def _executor(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        return self._pool
+
+    def _discard(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            for process in list(getattr(pool, "_processes", {}).values()):
+                process.terminate()
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    async def prepare(self, raw: bytes, **kwargs) -> dict:
+        loop = asyncio.get_running_loop()
+        try:
+            return await asyncio.wait_for(loop.run_in_executor(self._executor(), partial(prepare, raw, **kwargs)),
+                                          timeout=self.timeout_s)
+        except TimeoutError:
+            self._discard()
+            raise ExtractionError(f"parsing the document took longer than {self.timeout_s:g} s") from None
+        except BrokenProcessPool:
+            self._discard()
+            raise ExtractionError("the document crashed the parser") from None
+
+    def close(self) -> None:
+        self._discard()
+
+
+@dataclass
+class KnowledgeDeps:
+    pool: asyncpg.Pool
+    settings: Settings
+    embedders: Embedders
+    fetcher: Fetcher
+    extractor: Extractor
+    crawls: dict[uuid.UUID, asyncio.Task] = field(default_factory=dict)
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+async def knowledge_base(conn, tenant_id: uuid.UUID, chatbot_id: uuid.UUID):
+    kb = await repo.ensure_knowledge_base(conn, tenant_id, chatbot_id)
+    if kb is None:
+        raise not_found("chatbot")
+    return kb
+
+
+def _ingest_event(tenant_id: uuid.UUID, chatbot_id: uuid.UUID, document_id: uuid.UUID):
+    return ev.DocumentIngestRequestedEvent(tenant_id=tenant_id, chatbot_id=chatbot_id, document_id=document_id)
+
+
+# --- adding documents ------------------------------------------------------------------------
+
+async def add_document(deps: KnowledgeDeps, tenant_id: uuid.UUID, chatbot_id: uuid.UUID, *, raw: bytes,
+                       filename: str | None, content_type: str | None, title: str | None,
+                       source: str = "upload"):
+    """Store the bytes and queue the document, with its ingest request, in one transaction."""
+    if not raw:
+        raise KnowledgeError(422, "empty_document", "the document is empty")
+    if len(raw) > deps.settings.max_upload_bytes:
+        raise KnowledgeError(413, "payload_too_large",
+                             f"documents are limited to {deps.settings.max_upload_bytes} bytes")
+    sha = _sha(raw)
+    async with deps.pool.acquire() as conn, conn.transaction():
+        await knowledge_base(conn, tenant_id, chatbot_id)
+        existing = await repo.document_with_raw_hash(conn, chatbot_id, sha)
+        if existing is not None:
+            raise KnowledgeError(409, "duplicate_document", "this content is already in the knowledge base",
+                                 {"document_id": str(existing)})
+        document_id = uuid.uuid4()
+        event = _ingest_event(tenant_id, chatbot_id, document_id)
+        document = await repo.insert_document(
+            conn, document_id=document_id, tenant_id=tenant_id, chatbot_id=chatbot_id, source=source,
+            title=title, filename=filename, content_type=content_type, raw=raw, raw_sha256=sha,
+            ingest_event_id=event.event_id)
+        await enqueue(conn, event)
+    log.info("document_queued", document_id=str(document_id), source=source, bytes=len(raw))
+    return document
+
+
+async def add_url(deps: KnowledgeDeps, tenant_id: uuid.UUID, chatbot_id: uuid.UUID, url: str,
+                  title: str | None, *, source: str = "url", crawl_id: uuid.UUID | None = None,
+                  raw: bytes | None = None, content_type: str | None = None, conflict_ok: bool = False):
+    """A URL document; the handler fetches it (unless a crawl already did)."""
+    async with deps.pool.acquire() as conn, conn.transaction():
+        await knowledge_base(conn, tenant_id, chatbot_id)
+        document_id = uuid.uuid4()
+        event = _ingest_event(tenant_id, chatbot_id, document_id)
+        document = await repo.insert_document(
+            conn, document_id=document_id, tenant_id=tenant_id, chatbot_id=chatbot_id, source=source,
+            title=title, url=url, raw=raw, raw_sha256=_sha(raw) if raw else None, content_type=content_type,
+            crawl_id=crawl_id, ingest_event_id=event.event_id)
+        if document is None:
+            if conflict_ok:
+                return None
+            existing = await repo.document_with_url(conn, chatbot_id, url)
+            raise KnowledgeError(409, "duplicate_document", "this URL is already in the knowledge base",
+                                 {"document_id": str(existing)})
+        await enqueue(conn, event)
+    return document
+
+
+async def get_document(deps: KnowledgeDeps, tenant_id, chatbot_id, document_id):
+    async with deps.pool.acquire() as conn:
+        await knowledge_base(conn, tenant_id, chatbot_id)
+        document = await repo.get_document(conn, chatbot_id, document_id)
+    if document is None:
+        raise not_found("document")
+    return document
+
+
+async def resync(deps: KnowledgeDeps, tenant_id, chatbot_id, document_id):
+    """Ingest again; URL documents are fetched again."""
+    async with deps.pool.acquire() as conn, conn.transaction():
+        await knowledge_base(conn, tenant_id, chatbot_id)
+        document = await repo.get_document(conn, chatbot_id, document_id, for_update=True)
+        if document is None:
+            raise not_found("document")
+        event = _ingest_event(tenant_id, chatbot_id, document_id)
+        if document["url"]:
+            await repo.requeue_document(conn, document_id, event.event_id, keep_raw=False, raw=None)
+        else:
+            await repo.requeue_document(conn, document_id, event.event_id)
+        await enqueue(conn, event)
+        return await repo.get_document(conn, chatbot_id, document_id)
+
+
+async def replace(deps: KnowledgeDeps, tenant_id, chatbot_id, document_id, *, raw: bytes,
+                  filename: str | None, content_type: str | None, title: str | None):
+    if not raw:
+        raise KnowledgeError(422, "empty_document", "the document is empty")
+    if len(raw) > deps.settings.max_upload_bytes:
+        raise KnowledgeError(413, "payload_too_large",
+                             f"documents are limited to {deps.settings.max_upload_bytes} bytes")
+    async with deps.pool.acquire() as conn, conn.transaction():
+        await knowledge_base(conn, tenant_id, chatbot_id)
+        document = await repo.get_document(conn, chatbot_id, document_id, for_update=True)
+        if document is None:
+            raise not_found("document")
+        event = _ingest_event(tenant_id, chatbot_id, document_id)
+        await repo.requeue_document(conn, document_id, event.event_id, keep_raw=False, raw=raw,
+                                    filename=filename, content_type=content_type, raw_sha256=_sha(raw),
+                                    title=title)
+        await enqueue(conn, event)
+        return await repo.get_document(conn, chatbot_id, document_id)
+
+
+async def delete(deps: KnowledgeDeps, tenant_id, chatbot_id, document_id) -> int:
+    async with deps.pool.acquire() as conn, conn.transaction():
+        await knowledge_base(conn, tenant_id, chatbot_id)
+        if not await repo.delete_document(conn, chatbot_id, document_id):
+            raise not_found("document")
+        version = await repo.bump_knowledge_version(conn, chatbot_id)
+        await enqueue(conn, ev.DocumentDeletedEvent(tenant_id=tenant_id, chatbot_id=chatbot_id,
+                                                    document_id=document_id, knowledge_version=version))
+    log.info("document_deleted", document_id=str(document_id), knowledge_version=version)
+    return version
+
+
+# --- settings --------------------------------------------------------------------------------
+
+async def update_settings(deps: KnowledgeDeps, tenant_id, chatbot_id, changes: dict) -> tuple[Any, int]:
+    """Apply settings; a new chunking or embedding model re-ingests every document. Search
+    keeps answering from the old model's chunks until each document is re-embedded."""
+    if changes.get("embedding_provider") == "local":
+        changes.setdefault("embedding_model", LOCAL_MODEL)
+        changes["embedding_dim"] = 384
+        if changes["embedding_model"] != LOCAL_MODEL:
+            raise KnowledgeError(422, "validation_error", f"the local provider only has {LOCAL_MODEL}")
+    elif changes.get("embedding_provider") == "openai":
+        model = changes.setdefault("embedding_model", "text-embedding-3-small")
+        changes.setdefault("embedding_dim", OPENAI_DIMENSIONS.get(model, 1536))
+        if not deps.settings.openai_api_key:
+            raise KnowledgeError(409, "embedding_unavailable", "OpenAI embeddings need OPENAI_API_KEY on the server")
+        if changes["embedding_dim"] not in INDEXED_DIMENSIONS:
+            raise KnowledgeError(422, "validation_error", f"embedding_dim must be one of {INDEXED_DIMENSIONS}")
+    if changes.get("chunk_overlap") is not None and changes.get("chunk_size") is not None \
+            and changes["chunk_overlap"] * 2 > changes["chunk_size"]:
+        raise KnowledgeError(409, "settings_conflict", "chunk_overlap must be at most half of chunk_size")
+    reingest = 0
+    async with deps.pool.acquire() as conn, conn.transaction():
+        kb = await knowledge_base(conn, tenant_id, chatbot_id)
+        current = {**dict(kb), "text_search_config": kb["ts_config"]}
+        changes = {k: v for k, v in changes.items() if v is not None and current[k] != v}
+        if not changes:
+            return kb, 0
+        merged = {**current, **changes}
+        if merged["chunk_overlap"] * 2 > merged["chunk_size"]:
+            raise KnowledgeError(409, "settings_conflict", "chunk_overlap must be at most half of chunk_size")
+        # documents before the knowledge base: the same lock order as ingestion and delete
+        document_ids = await repo.documents_of(conn, chatbot_id, for_update=True)
+        kb = await repo.update_knowledge_base(conn, chatbot_id, changes)
+        if {"chunk_size", "chunk_overlap", "embedding_provider", "embedding_model", "embedding_dim",
+                "text_search_config"} & changes.keys():
+            events = []
+            for document_id in document_ids:
+                event = _ingest_event(tenant_id, chatbot_id, document_id)
+                await repo.requeue_document(conn, document_id, event.event_id)
+                events.append(event)
+            if events:
+                await enqueue(conn, *events)
+            reingest = len(events)
+    return kb, reingest
+
+
+# --- ingestion -------------------------------------------------------------------------------
+
+async def ingest(event: ev.DocumentIngestRequestedEvent, deps: KnowledgeDeps) -> None:
+    """Fetch (URL documents), extract, chunk, embed in batches with progress, then swap the
+    document's chunks in one transaction. Unusable input fails the document with a reason;
+    infrastructure errors raise, so the bus retries."""
+    started = time.perf_counter()
+    async with deps.pool.acquire() as conn:
+        if await conn.fetchval("SELECT 1 FROM processed_events WHERE event_id = $1", event.event_id):
+            return
+        document = await repo.document_for_ingest(conn, event.document_id)
+        if document is None or document["ingest_event_id"] != event.event_id:
+            async with conn.transaction():
+                await claim(conn, event)  # deleted, or superseded by a newer request
+            return
+        kb = await repo.get_knowledge_base(conn, document["chatbot_id"])
+        await repo.mark_processing(conn, document["id"], event.event_id)
+
+    try:
+        raw, content_type = document["raw"], document["content_type"]
+        if raw is None and document["url"]:
+            fetched = await deps.fetcher.fetch(document["url"])
+            raw, content_type = fetched.body, fetched.content_type
+            async with deps.pool.acquire() as conn:
+                await repo.store_fetched(conn, document["id"], event.event_id, raw, content_type, _sha(raw))
+        if raw is None:
+            raise ExtractionError("the document has no content")
+        prepared = await deps.extractor.prepare(
+            raw, content_type=content_type, filename=document["filename"], url=document["url"],
+            chunk_size=kb["chunk_size"], chunk_overlap=kb["chunk_overlap"])
+        async with deps.pool.acquire() as conn:
+            duplicate = await repo.duplicate_content(conn, document["chatbot_id"], document["id"],
+                                                     prepared["content_sha256"])
+        if duplicate is not None:
+            raise ExtractionError(f"duplicate: the same content is already indexed as document {duplicate}")
+    except (ExtractionError, FetchError) as exc:
+        await _fail(deps, event, str(exc))
+        return
+
+    title = document["title"] or prepared["title"] or document["filename"] or document["url"]
+    chunks = prepared["chunks"]
+    batch = deps.settings.embed_batch_size
+    vectors = []
+    try:
+        embedder = deps.embedders.get(kb["embedding_provider"], kb["embedding_model"], kb["embedding_dim"])
+        for start in range(0, len(chunks), batch):
+            part = chunks[start:start + batch]
+            vectors.extend(await embedder.embed_passages(
+                [passage_input(title, heading_path, text) for text, heading_path, _, _ in part]))
+            async with deps.pool.acquire() as conn:
+                await repo.set_progress(conn, document["id"], event.event_id, len(chunks), len(vectors))
+    except asyncpg.PostgresError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a provider refusing (bad key, quota) fails the document
+        log.warning("embedding_failed", document_id=str(document["id"]), error=repr(exc))
+        await _fail(deps, event, f"embedding failed: {type(exc).__name__}: {str(exc)[:300]}")
+        return
+
+    rows = [(position, title, document["url"], heading_path, text, tokens, vector)
+            for (text, heading_path, position, tokens), vector in zip(chunks, vectors)]
+    async with deps.pool.acquire() as conn, conn.transaction():
+        if not await claim(conn, event):
+            return
+        if await repo.current_ingest(conn, document["id"], for_update=True) != event.event_id:
+            return  # deleted or replaced while we worked: the newer request wins
+        await repo.replace_chunks(conn, document, ts_config=kb["ts_config"], model=embedder.model,
+                                  dim=embedder.dim, rows=rows)
+        await repo.mark_indexed(conn, document["id"], title=title, content_sha256=prepared["content_sha256"],
+                                chunk_count=len(rows), token_count=sum(r[5] for r in rows))
+        version = await repo.bump_knowledge_version(conn, document["chatbot_id"])
+        await enqueue(conn, ev.DocumentIndexedEvent(tenant_id=document["tenant_id"], chatbot_id=document["chatbot_id"],
+                                                    document_id=document["id"], chunks=len(rows),
+                                                    knowledge_version=version))
+    log.info("document_indexed", document_id=str(document["id"]), chunks=len(rows), kind=prepared["kind"],
+             ms=round((time.perf_counter() - started) * 1000))
+
+
+async def _fail(deps: KnowledgeDeps, event: ev.DocumentIngestRequestedEvent, reason: str) -> None:
+    async with deps.pool.acquire() as conn, conn.transaction():
+        if not await claim(conn, event):
+            return
+        if await repo.current_ingest(conn, event.document_id, for_update=True) != event.event_id:
+            return
+        await repo.mark_failed(conn, event.document_id, reason)
+        await enqueue(conn, ev.DocumentFailedEvent(tenant_id=event.tenant_id, chatbot_id=event.chatbot_id,
+                                                   document_id=event.document_id, reason=reason[:1000]))
+    log.info("document_failed", document_id=str(event.document_id), reason=reason)
+
+
+# --- search ----------------------------------------------------------------------------------
+
+@dataclass
+class SearchResult:
+    chunk_id: int
+    document_id: uuid.UUID
+    title: str
+    url: str | None
+    heading_path: list[str]
+    snippet: str
+    score: float
+    rrf: float
+
+    def as_dict(self) -> dict:
+        return {"title": self.title, "url": self.url, "snippet": self.snippet, "score": round(self.score, 4),
+                "document_id": str(self.document_id), "chunk_id": self.chunk_id,
+                "heading_path": self.heading_path}
+
+
+def fuse(ranked_lists: list[list], k: int = RRF_K) -> list[tuple[Any, float]]:
+    """Reciprocal rank fusion of lists of records keyed by ``id``: sum of 1 / (k + rank)."""
+    scores: dict[Any, float] = {}
+    records: dict[Any, Any] = {}
+    for ranked in ranked_lists:
+        for rank, record in enumerate(ranked, start=1):
+            scores[record["id"]] = scores.get(record["id"], 0.0) + 1.0 / (k + rank)
+            records.setdefault(record["id"], record)
+    return sorted(((records[i], s) for i, s in scores.items()), key=lambda pair: -pair[1])
+
+
+async def search(deps: KnowledgeDeps, tenant_id: uuid.UUID, chatbot_id: uuid.UUID, query: str, *,
+                 top_k: int | None = None, score_threshold: float | None = None) -> tuple[list[SearchResult], int]:
+    """Hybrid search of one chatbot's knowledge: HNSW vectors and full text, fused by RRF.
+    ``score`` is the cosine similarity of the chunk to the query; the threshold applies to it."""
+    async with deps.pool.acquire() as conn:
+        kb = await repo.search_settings(conn, chatbot_id)
+        if kb is None:
+            return [], 0
+        if kb["tenant_id"] != tenant_id:
+            raise not_found("chatbot")
+        if kb["chunks"] == 0 or not query.strip():
+            return [], kb["knowledge_version"]
+        top_k = top_k or kb["top_k"]
+        threshold = kb["score_threshold"] if score_threshold is None else score_threshold
+    try:
+        embedder = deps.embedders.get(kb["embedding_provider"], kb["embedding_model"], kb["embedding_dim"])
+    except EmbeddingError as exc:
+        raise KnowledgeError(503, "embedding_unavailable", str(exc)) from None
+    limit = max(4 * top_k, 40)
+    exact = kb["chunks"] <= deps.settings.exact_search_max_chunks
+    vector_rows, text_rows, query_vector = await hybrid_candidates(
+        deps.pool, embedder, chatbot_id=chatbot_id, query=query, ts_config=kb["ts_config"], limit=limit,
+        exact=exact, ef_search=deps.settings.hnsw_ef_search, text_timeout_ms=deps.settings.text_search_timeout_ms)
+    return rank(vector_rows, text_rows, query_vector, top_k=top_k, threshold=threshold), kb["knowledge_version"]
+
+
+async def hybrid_candidates(pool: asyncpg.Pool, embedder, *, chatbot_id: uuid.UUID, query: str, ts_config: str,
+                            limit: int, exact: bool, ef_search: int, query_vector: np.ndarray | None = None,
+                            text_timeout_ms: int = 0):
+    """Full text starts at once, on its own connection, while the query is embedded; the
+    vector search follows. (vector rows, text rows, query vector)."""
+    async def text_side():
+        async with pool.acquire() as conn:
+            return await repo.text_candidates(conn, chatbot_id=chatbot_id, model=embedder.model, dim=embedder.dim,
+                                              query_text=query, ts_config=ts_config, limit=limit,
+                                              timeout_ms=text_timeout_ms)
+
+    text_task = asyncio.create_task(text_side())
+    try:
+        if query_vector is None:
+            query_vector = await embedder.embed_query(query)
+        async with pool.acquire() as conn:
+            vector_rows = await repo.vector_candidates(conn, chatbot_id=chatbot_id, model=embedder.model,
+                                                       dim=embedder.dim, query_vector=query_vector, limit=limit,
+                                                       exact=exact, ef_search=ef_search)
+    except BaseException:
+        text_task.cancel()
+        raise
+    return vector_rows, await text_task, query_vector
+
+
+def rank(vector_rows, text_rows, query_vector: np.ndarray, *, top_k: int, threshold: float) -> list[SearchResult]:
+    """RRF over both lists; ``score`` is the cosine similarity of chunk and query."""
+    vector_rows = sorted(vector_rows, key=lambda r: r["distance"])  # relaxed order: re-sort
+    similarity = {r["id"]: 1.0 - float(r["distance"]) for r in vector_rows}
+    q = query_vector / max(float(np.linalg.norm(query_vector)), 1e-12)
+    for r in text_rows:
+        if r["id"] not in similarity:
+            v = np.asarray(r["embedding"], dtype=np.float32)
+            similarity[r["id"]] = float(v @ q / max(float(np.linalg.norm(v)), 1e-12))
+    results = []
+    for record, rrf in fuse([vector_rows, text_rows]):
+        score = similarity[record["id"]]
+        if score < threshold:
+            continue
+        results.append(SearchResult(chunk_id=record["id"], document_id=record["document_id"],
+                                    title=record["title"] or "", url=record["url"],
+                                    heading_path=list(record["heading_path"] or []),
+                                    snippet=record["text"][:600], score=score, rrf=rrf))
+        if len(results) == top_k:
+            break
+    return results
+
+
+async def stats(deps: KnowledgeDeps, tenant_id, chatbot_id) -> dict:
+    async with deps.pool.acquire() as conn:
+        kb = await knowledge_base(conn, tenant_id, chatbot_id)
+        numbers = await repo.stats(conn, chatbot_id)
+    return {**numbers, "knowledge_version": kb["knowledge_version"], "last_sync_at": kb["last_sync_at"],
+            "embedding_model": kb["embedding_model"]}
