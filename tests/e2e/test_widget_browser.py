@@ -10,6 +10,7 @@ from aiohttp.test_utils import TestServer
 from playwright.async_api import async_playwright, expect
 
 from scripts import frontend
+from scripts.seed import add_knowledge
 from tests.conftest import ROOT
 from tests.e2e.test_chat_turn import wait_until
 from tests.unit.ai.ai_fakes import FakeProvider, Slow, openai_app
@@ -63,20 +64,33 @@ async def open_chat(page):
     await expect(chat(page).locator("#input")).to_be_visible()
 
 
-async def test_a_visitor_chats_on_the_demo_page_and_the_avatar_plays(api, stack, site, browser, bot):
+async def test_a_visitor_asks_the_demo_page_and_sees_a_grounded_answer_while_the_avatar_plays(
+        api, stack, site, browser, bot):
+    await add_knowledge(api.http, stack.gateway, {"api_key": bot["key"], "chatbot_id": bot["chatbot"]["id"]})
     page = await demo_page(browser, site, bot["embed_id"])
     await expect(page.locator("h1")).to_contain_text("City bikes")
     await open_chat(page)
     frame = chat(page)
-    await frame.locator("#input").fill("hello")
+    # the avatar is the real three.js one (software WebGL here), idling
+    await expect(frame.locator("#avatar canvas")).to_be_visible(timeout=20_000)
+    await expect(frame.locator("#avatar")).to_have_attribute("data-clip", "idle")
+    chat_frame = page.frames[1]
+    assert await chat_frame.evaluate("window.__avatarchat.avatar") == "3d"
+    # watch every clip it plays from now on
+    await chat_frame.evaluate("""() => { window.__clipLog = [];
+        new MutationObserver(() => window.__clipLog.push(document.getElementById('avatar').dataset.clip))
+          .observe(document.getElementById('avatar'), {attributes: true, attributeFilter: ['data-clip']}); }""")
+    await frame.locator("#input").fill("What are your opening hours on Saturday?")
     await frame.locator("#input").press("Enter")
-    answer = frame.locator(".message.assistant:not(.greeting) .text").last
-    await expect(answer).to_have_text("Hello from Acme!")
-    await expect(frame.locator(".message.visitor .text")).to_have_text("hello")
-    await expect(frame.locator("button[aria-label='Helpful']")).to_be_visible()
-    # the avatar: rendered (3D when the model loads, else the 2D portrait), and it played the
-    # reply's animation before going back to idle
-    await expect(frame.locator("#avatar")).not_to_have_attribute("data-clip", "none")
+    answer = frame.locator(".message.assistant:not(.greeting)").last
+    await expect(answer.locator(".text")).to_contain_text("Saturday from 10:00 to 17:00")
+    await expect(answer.locator(".citations")).to_contain_text("Northwind Bikes FAQ")
+    await expect(frame.locator(".message.visitor .text")).to_have_text("What are your opening hours on Saturday?")
+    await expect(answer.locator("button[aria-label='Helpful']")).to_be_visible()
+    await expect(frame.locator("#avatar")).to_have_attribute("data-clip", "idle", timeout=15_000)  # and back
+    clips = await chat_frame.evaluate("window.__clipLog")
+    assert "talk" in clips, clips  # it talked while the answer streamed
+    assert [c for c in clips if c not in ("talk", "idle")], clips  # then played the reply's animation
     await page.screenshot(path=str(ARTIFACTS / "desktop.png"))
     assert page.errors == []
 

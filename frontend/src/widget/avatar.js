@@ -56,8 +56,8 @@ export async function createAvatar(container, { modelUrl, animationMap, reducedM
   const size = box.getSize(new THREE.Vector3());
   const center = box.getCenter(new THREE.Vector3());
   const camera = new THREE.PerspectiveCamera(30, 1, 0.01, 100);
-  const focusY = center.y + size.y * 0.18;
-  const distance = Math.max(size.x, size.y * 0.75) / (2 * Math.tan((camera.fov * Math.PI) / 360)) * 1.15;
+  const focusY = center.y + size.y * 0.2;
+  const distance = Math.max(size.x * 0.9, size.y * 0.62) / (2 * Math.tan((camera.fov * Math.PI) / 360)) * 1.1;
   camera.position.set(center.x, focusY, center.z + distance + size.z / 2);
   camera.lookAt(center.x, focusY, center.z);
 
@@ -100,7 +100,15 @@ export async function createAvatar(container, { modelUrl, animationMap, reducedM
   let panelOpen = true;
   let onScreen = true;
   let frame = 0;
-  const clock = new THREE.Clock();
+  let last = performance.now();
+  const clock = {
+    getDelta() {
+      const now = performance.now();
+      const delta = Math.min(0.1, (now - last) / 1000);
+      last = now;
+      return delta;
+    },
+  };
   function size_() {
     const { width, height } = container.getBoundingClientRect();
     if (width && height) {
