@@ -2,6 +2,8 @@
 tests find a real Postgres superuser URL (POSTGRES_URL) and a RabbitMQ URL (AMQP_URL)."""
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import secrets
 import subprocess
@@ -10,6 +12,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
+
+from tests.unit.ai.ai_fakes import FakeKnowledge, FakeProvider, anthropic_app, knowledge_app, openai_app
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -25,33 +29,93 @@ def db_url(admin_url: str, database: str) -> str:
     return urlunsplit(urlsplit(admin_url)._replace(path=f"/{database}"))
 
 
-@pytest.fixture
-async def scratch_db():
-    """A throwaway database (with pgvector), dropped afterwards; yields its URL."""
+@contextlib.contextmanager
+def scratch_database(prefix: str = "scratch"):
+    """A throwaway database (with pgvector), dropped afterwards; yields its URL. Synchronous,
+    so session-scoped fixtures can use it as well as test-scoped ones."""
     admin_url = require_env("POSTGRES_URL")
-    name = f"scratch_{secrets.token_hex(6)}"
-    admin = await asyncpg.connect(admin_url)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    try:
+    name = f"{prefix}_{secrets.token_hex(6)}"
+
+    async def create() -> None:
+        admin = await asyncpg.connect(admin_url)
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        await admin.close()
         conn = await asyncpg.connect(db_url(admin_url, name))
         await conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
         await conn.close()
-        yield db_url(admin_url, name)
-    finally:
+
+    async def drop() -> None:
+        admin = await asyncpg.connect(admin_url)
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
 
+    _run(create())
+    try:
+        yield db_url(admin_url, name)
+    finally:
+        _run(drop())
 
-@pytest.fixture
-def scratch_vhost():
+
+@contextlib.contextmanager
+def scratch_vhost_url(prefix: str = "scratch"):
     """A throwaway RabbitMQ vhost, so a test's queues never meet another test's; yields its URL."""
-    require_env("AMQP_URL")
-    name = f"scratch_{secrets.token_hex(6)}"
+    base = urlsplit(require_env("AMQP_URL"))
+    name = f"{prefix}_{secrets.token_hex(6)}"
     subprocess.run(["rabbitmqctl", "-q", "add_vhost", name], check=True, capture_output=True)
-    subprocess.run(["rabbitmqctl", "-q", "set_permissions", "-p", name, "guest", ".*", ".*", ".*"],
+    subprocess.run(["rabbitmqctl", "-q", "set_permissions", "-p", name, base.username or "guest", ".*", ".*", ".*"],
                    check=True, capture_output=True)
-    base = urlsplit(os.environ["AMQP_URL"])
     try:
         yield urlunsplit(base._replace(path=f"/{name}"))
     finally:
         subprocess.run(["rabbitmqctl", "-q", "delete_vhost", name], capture_output=True)
+
+
+def _run(coro) -> None:
+    """Run ``coro`` whether or not an event loop is already running in this thread."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        asyncio.run(coro)
+        return
+    import threading
+
+    thread = threading.Thread(target=asyncio.run, args=(coro,))
+    thread.start()
+    thread.join()
+
+
+@pytest.fixture
+def scratch_db():
+    with scratch_database() as url:
+        yield url
+
+
+@pytest.fixture
+def scratch_vhost():
+    with scratch_vhost_url() as url:
+        yield url
+
+
+# --- loopback stand-ins for third-party services we don't run (they speak the real wire formats)
+
+@pytest.fixture
+async def openai_fake(aiohttp_server):
+    fake = FakeProvider()
+    fake.server = await aiohttp_server(openai_app(fake), host="127.0.0.1")
+    yield fake
+    fake.release.set()
+
+
+@pytest.fixture
+async def anthropic_fake(aiohttp_server):
+    fake = FakeProvider()
+    fake.server = await aiohttp_server(anthropic_app(fake), host="127.0.0.1")
+    yield fake
+    fake.release.set()
+
+
+@pytest.fixture
+async def knowledge_fake(aiohttp_server):
+    fake = FakeKnowledge()
+    fake.server = await aiohttp_server(knowledge_app(fake), host="127.0.0.1")
+    yield fake

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import uuid
 
-import asyncpg
 
 
 async def get_visitor(conn, visitor_id: uuid.UUID, tenant_id: uuid.UUID, chatbot_id: uuid.UUID):

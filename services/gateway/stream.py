@@ -18,7 +18,6 @@ import uuid
 from collections import defaultdict
 from typing import Any
 
-from aiohttp import web
 from aiohttp_sse import EventSourceResponse
 
 from common import events as ev

@@ -3,7 +3,6 @@ official openai SDK against the gateway, and a loopback server speaking OpenAI's
 format as the chatbot's provider."""
 from __future__ import annotations
 
-import asyncio
 
 import openai
 import pytest

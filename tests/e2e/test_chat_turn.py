@@ -12,7 +12,6 @@ import uuid
 import asyncpg
 import pytest
 
-from tests.e2e.conftest import Api
 
 pytestmark = pytest.mark.e2e
 

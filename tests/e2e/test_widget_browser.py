@@ -2,8 +2,6 @@
 behind nginx (the same nginx template as the frontend container)."""
 from __future__ import annotations
 
-import asyncio
-import os
 
 import pytest
 from aiohttp.test_utils import TestServer
@@ -12,7 +10,6 @@ from playwright.async_api import async_playwright, expect
 from scripts import frontend
 from scripts.seed import add_knowledge
 from tests.conftest import ROOT
-from tests.e2e.test_chat_turn import wait_until
 from tests.unit.ai.ai_fakes import FakeProvider, Slow, openai_app
 
 pytestmark = pytest.mark.e2e

@@ -8,13 +8,8 @@ bound to the conversation).
 from __future__ import annotations
 
 import asyncio
-import os
-import secrets
-import subprocess
 import uuid
-from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
 import pytest
 
 from common import events as ev
@@ -22,67 +17,22 @@ from common.bus import Bus
 from common.db import create_pool
 from services.ai.app import DEPS, MIGRATIONS, create_app
 from services.ai.settings import Settings
-from tests.conftest import db_url, require_env
-from tests.unit.ai.ai_fakes import FakeKnowledge, FakeProvider, anthropic_app, knowledge_app, openai_app
+from tests.conftest import scratch_database, scratch_vhost_url
 
 PLATFORM_OPENAI_KEY = "sk-platform-openai-000000000001"
 PLATFORM_ANTHROPIC_KEY = "sk-ant-platform-000000000001"
 
 
 @pytest.fixture(scope="session")
-def ai_db() -> str:
-    admin_url = require_env("POSTGRES_URL")
-    name = f"ai_test_{secrets.token_hex(5)}"
-
-    async def create() -> None:
-        admin = await asyncpg.connect(admin_url)
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        await admin.close()
-
-    async def drop() -> None:
-        admin = await asyncpg.connect(admin_url)
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
-
-    asyncio.run(create())
-    yield db_url(admin_url, name)
-    asyncio.run(drop())
+def ai_db():
+    with scratch_database("ai_test") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
-def ai_vhost() -> str:
-    require_env("AMQP_URL")
-    name = f"ai_test_{secrets.token_hex(5)}"
-    subprocess.run(["rabbitmqctl", "-q", "add_vhost", name], check=True, capture_output=True)
-    user = urlsplit(os.environ["AMQP_URL"]).username or "guest"
-    subprocess.run(["rabbitmqctl", "-q", "set_permissions", "-p", name, user, ".*", ".*", ".*"],
-                   check=True, capture_output=True)
-    base = urlsplit(os.environ["AMQP_URL"])
-    yield urlunsplit(base._replace(path=f"/{name}"))
-    subprocess.run(["rabbitmqctl", "-q", "delete_vhost", name], capture_output=True)
-
-
-@pytest.fixture
-async def openai_fake(aiohttp_server):
-    fake = FakeProvider()
-    fake.server = await aiohttp_server(openai_app(fake), host="127.0.0.1")
-    yield fake
-    fake.release.set()
-
-
-@pytest.fixture
-async def anthropic_fake(aiohttp_server):
-    fake = FakeProvider()
-    fake.server = await aiohttp_server(anthropic_app(fake), host="127.0.0.1")
-    yield fake
-    fake.release.set()
-
-
-@pytest.fixture
-async def knowledge_fake(aiohttp_server):
-    fake = FakeKnowledge()
-    fake.server = await aiohttp_server(knowledge_app(fake), host="127.0.0.1")
-    yield fake
+def ai_vhost():
+    with scratch_vhost_url("ai_test") as url:
+        yield url
 
 
 class Visitor:

@@ -46,6 +46,12 @@ async def test_each_event_counts_once_even_when_redelivered(analytics):
     assert 38 <= m["ttft_p50_ms"] <= 53 and 380 <= m["reply_time_p95_ms"] <= 420
     assert body["previous"]["conversations"] == 0 and body["change"]["conversations"] is None
     assert await analytics.stored() == len(events)
+    _, hourly = await analytics.get("summary", tenant_id=str(s.tenant_id), granularity="hour")
+    assert [p["bucket"] for p in hourly["series"]] == [s.at.replace(minute=0, second=0, microsecond=0).isoformat()]
+    assert hourly["series"][0]["replies"] == 3
+    status, body = await analytics.get("summary", tenant_id=str(s.tenant_id), granularity="hour",
+                                       **{"from": "2026-01-01", "to": "2026-03-01"})
+    assert status == 400 and body["error"]["code"] == "date_range_too_long"
 
 
 async def test_a_changed_rating_moves_from_up_to_down_and_an_older_one_is_ignored(analytics):

@@ -7,55 +7,27 @@ its own app, with the service's real consumer, outbox relay and worker process.
 from __future__ import annotations
 
 import asyncio
-import os
-import secrets
-import subprocess
 import uuid
-from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
 import pytest
 from aiohttp import web
 
 from services.knowledge.app import create_app
 from services.knowledge.embeddings import LocalEmbedder
 from services.knowledge.settings import Settings
-from tests.conftest import db_url, require_env
+from tests.conftest import scratch_database, scratch_vhost_url
 
 
 @pytest.fixture(scope="session")
-def knowledge_db() -> str:
-    admin_url = require_env("POSTGRES_URL")
-    name = f"kn_test_{secrets.token_hex(5)}"
-
-    async def create() -> None:
-        admin = await asyncpg.connect(admin_url)
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        await admin.close()
-        conn = await asyncpg.connect(db_url(admin_url, name))
-        await conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
-        await conn.close()
-
-    async def drop() -> None:
-        admin = await asyncpg.connect(admin_url)
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
-
-    asyncio.run(create())
-    yield db_url(admin_url, name)
-    asyncio.run(drop())
+def knowledge_db():
+    with scratch_database("kn_test") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
-def knowledge_vhost() -> str:
-    require_env("AMQP_URL")
-    name = f"kn_test_{secrets.token_hex(5)}"
-    subprocess.run(["rabbitmqctl", "-q", "add_vhost", name], check=True, capture_output=True)
-    subprocess.run(["rabbitmqctl", "-q", "set_permissions", "-p", name, "guest", ".*", ".*", ".*"],
-                   check=True, capture_output=True)
-    base = urlsplit(os.environ["AMQP_URL"])
-    yield urlunsplit(base._replace(path=f"/{name}"))
-    subprocess.run(["rabbitmqctl", "-q", "delete_vhost", name], capture_output=True)
+def knowledge_vhost():
+    with scratch_vhost_url("kn_test") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
