@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
@@ -37,6 +38,9 @@ class Embedder(Protocol):
     async def embed_query(self, text: str) -> np.ndarray: ...
 
 
+QUERY_CACHE_SIZE = 2048
+
+
 class LocalEmbedder:
     provider = "local"
     model = LOCAL_MODEL
@@ -50,6 +54,7 @@ class LocalEmbedder:
         self._passage_pool = ThreadPoolExecutor(self.passage_workers, thread_name_prefix="embed-passages")
         self._query_pool = ThreadPoolExecutor(1, thread_name_prefix="embed-queries")
         self._local = threading.local()
+        self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
 
     def _model(self):
         model = getattr(self._local, "model", None)
@@ -75,7 +80,20 @@ class LocalEmbedder:
         return np.concatenate(parts)
 
     async def embed_query(self, text: str) -> np.ndarray:
-        return await asyncio.get_running_loop().run_in_executor(self._query_pool, self._query, text)
+        # Visitors ask the same questions again and again (that is what an FAQ is); a query's
+        # vector depends on its text alone, so recent ones are kept. Embedding one costs ~20 ms
+        # of CPU, most of what a search costs.
+        key = " ".join(text.split())
+        cached = self._query_cache.get(key)
+        if cached is not None:
+            self._query_cache.move_to_end(key)
+            return cached
+        vector = await asyncio.get_running_loop().run_in_executor(self._query_pool, self._query, text)
+        vector.setflags(write=False)
+        self._query_cache[key] = vector
+        if len(self._query_cache) > QUERY_CACHE_SIZE:
+            self._query_cache.popitem(last=False)
+        return vector
 
     def close(self) -> None:
         self._passage_pool.shutdown(wait=False, cancel_futures=True)
