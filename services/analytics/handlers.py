@@ -16,7 +16,7 @@ import asyncpg
 from common.events import Event
 from common.logging import get_logger
 from services.analytics import ingest
-from services.analytics.repository import month_of
+from services.analytics.repository import RollupDeltas, month_of
 
 log = get_logger(__name__)
 
@@ -49,8 +49,10 @@ class Recorder:
             batch, self._pending = self._pending[:self.max_batch], self._pending[self.max_batch:]
             try:
                 async with self.pool.acquire() as conn, conn.transaction():
+                    rollups = RollupDeltas()
                     for event, _ in batch:
-                        await ingest.record(conn, event)
+                        await ingest.record(conn, event, rollups)
+                    await rollups.flush(conn)
             except asyncio.CancelledError:
                 for _, future in batch:
                     if not future.done():

@@ -61,40 +61,46 @@ class PartitionCache:
         self.months.add(month)
 
 
-async def record(conn: asyncpg.Connection, event: ev.Event) -> bool:
+async def record(conn: asyncpg.Connection, event: ev.Event,
+                 rollups: repo.RollupDeltas | None = None) -> bool:
     """Store ``event`` and apply it to facts and rollups; False if it had been recorded before.
-    Call inside a transaction."""
+    Call inside a transaction. With ``rollups`` given, its rollup changes are added there and
+    the caller flushes them before committing (a batch); otherwise they are written now."""
     if not await repo.insert_event(conn, event, event.model_dump(mode="json")):
         return False
     apply = APPLY.get(type(event))
     if apply is not None:
-        await apply(conn, event)
+        own = rollups is None
+        rollups = rollups if rollups is not None else repo.RollupDeltas()
+        await apply(conn, event, rollups)
+        if own:
+            await rollups.flush(conn)
     return True
 
 
-async def _conversation_started(conn, e: ev.ConversationStartedEvent) -> None:
+async def _conversation_started(conn, e: ev.ConversationStartedEvent, rollups: repo.RollupDeltas) -> None:
     at = e.occurred_at
     await repo.touch_conversation(conn, e, at)
     await repo.update_conversation(conn, e.conversation_id, at, sets={
         "visitor_id": e.visitor_id, "started_at": at, "returning_visitor": e.returning_visitor})
     await repo.add_visitor_day(conn, e.tenant_id, e.chatbot_id, at, e.visitor_id)
-    await repo.bump(conn, e.tenant_id, e.chatbot_id, at, conversations=1,
-                    new_visitors=0 if e.returning_visitor else 1,
-                    returning_conversations=1 if e.returning_visitor else 0)
+    rollups.bump(e.tenant_id, e.chatbot_id, at, conversations=1,
+                 new_visitors=0 if e.returning_visitor else 1,
+                 returning_conversations=1 if e.returning_visitor else 0)
 
 
-async def _reply_requested(conn, e: ev.AiReplyRequestedEvent) -> None:
+async def _reply_requested(conn, e: ev.AiReplyRequestedEvent, rollups: repo.RollupDeltas) -> None:
     """One per visitor message the conversation service stored (it dedupes client retries)."""
     at = e.occurred_at
     conversation = await repo.touch_conversation(conn, e, at)
     await repo.touch_reply(conn, e, at)
     await repo.update_reply(conn, e.reply_id, question=e.text[:4000], asked_at=at)
     await repo.update_conversation(conn, e.conversation_id, at, adds={"messages": 1})
-    await repo.bump(conn, e.tenant_id, e.chatbot_id, at, messages=1,
-                    engaged_conversations=1 if conversation["messages"] == 0 else 0)
+    rollups.bump(e.tenant_id, e.chatbot_id, at, messages=1,
+                 engaged_conversations=1 if conversation["messages"] == 0 else 0)
 
 
-async def _reply_completed(conn, e: ev.AiReplyCompletedEvent) -> None:
+async def _reply_completed(conn, e: ev.AiReplyCompletedEvent, rollups: repo.RollupDeltas) -> None:
     at = e.occurred_at
     conversation = await repo.touch_conversation(conn, e, at)
     reply = await repo.touch_reply(conn, e, at)
@@ -113,23 +119,23 @@ async def _reply_completed(conn, e: ev.AiReplyCompletedEvent) -> None:
         conn, e.conversation_id, at, sets={"handoff": True} if new_handoff else {},
         adds={"replies": 1, "prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
               "cost_usd": cost, "failed_replies": -1 if reply["status"] == "failed" else 0})
-    await repo.bump(
-        conn, e.tenant_id, e.chatbot_id, at, replies=1,
+    rollups.bump(
+        e.tenant_id, e.chatbot_id, at, replies=1,
         failed_replies=-1 if reply["status"] == "failed" else 0,
         handoff_requests=1 if handoff else 0, handoff_conversations=1 if new_handoff else 0,
         cache_hits=1 if usage.cached else 0, answered_from_knowledge=1 if e.answered_from_knowledge else 0,
         unanswered=1 if unanswered else 0, prompt_tokens=usage.prompt_tokens,
         completion_tokens=usage.completion_tokens, cost_usd=cost, **{sentiment_class(e.visitor_sentiment): 1})
-    await repo.bump_model(conn, e.tenant_id, e.chatbot_id, at, e.provider, e.model, replies=1,
-                          cache_hits=1 if usage.cached else 0, prompt_tokens=usage.prompt_tokens,
-                          completion_tokens=usage.completion_tokens, cost_usd=cost)
+    rollups.bump_model(e.tenant_id, e.chatbot_id, at, e.provider, e.model, replies=1,
+                       cache_hits=1 if usage.cached else 0, prompt_tokens=usage.prompt_tokens,
+                       completion_tokens=usage.completion_tokens, cost_usd=cost)
     if e.timings.ttft_ms is not None:
-        await repo.bump_latency(conn, e.tenant_id, e.chatbot_id, at, "t", latency_index(e.timings.ttft_ms))
-    await repo.bump_latency(conn, e.tenant_id, e.chatbot_id, at, "r", latency_index(e.timings.total_ms))
-    await repo.bump_intent(conn, e.tenant_id, e.chatbot_id, at, e.visitor_intent)
+        rollups.bump_latency(e.tenant_id, e.chatbot_id, at, "t", latency_index(e.timings.ttft_ms))
+    rollups.bump_latency(e.tenant_id, e.chatbot_id, at, "r", latency_index(e.timings.total_ms))
+    rollups.bump_intent(e.tenant_id, e.chatbot_id, at, e.visitor_intent)
 
 
-async def _reply_failed(conn, e: ev.AiReplyFailedEvent) -> None:
+async def _reply_failed(conn, e: ev.AiReplyFailedEvent, rollups: repo.RollupDeltas) -> None:
     at = e.occurred_at
     await repo.touch_conversation(conn, e, at)
     reply = await repo.touch_reply(conn, e, at)
@@ -137,11 +143,11 @@ async def _reply_failed(conn, e: ev.AiReplyFailedEvent) -> None:
         return  # like the conversation service: only a pending reply can fail
     await repo.update_reply(conn, e.reply_id, status="failed", completed_at=at)
     await repo.update_conversation(conn, e.conversation_id, at, adds={"failed_replies": 1})
-    await repo.bump(conn, e.tenant_id, e.chatbot_id, at, failed_replies=1,
-                    cancelled_replies=1 if e.code == "cancelled" else 0)
+    rollups.bump(e.tenant_id, e.chatbot_id, at, failed_replies=1,
+                 cancelled_replies=1 if e.code == "cancelled" else 0)
 
 
-async def _feedback_given(conn, e: ev.FeedbackGivenEvent) -> None:
+async def _feedback_given(conn, e: ev.FeedbackGivenEvent, rollups: repo.RollupDeltas) -> None:
     """The newest rating of a reply counts, once, in the bucket of the reply's first rating."""
     at = e.occurred_at
     await repo.touch_conversation(conn, e, at)
@@ -158,7 +164,7 @@ async def _feedback_given(conn, e: ev.FeedbackGivenEvent) -> None:
     if old is not None:
         deltas[f"feedback_{old}"] = -1
     await repo.update_conversation(conn, e.conversation_id, at, adds=deltas)
-    await repo.bump(conn, e.tenant_id, e.chatbot_id, first_rated_at, **deltas)
+    rollups.bump(e.tenant_id, e.chatbot_id, first_rated_at, **deltas)
 
 
 APPLY = {

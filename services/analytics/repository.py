@@ -101,41 +101,58 @@ def _upsert_sql(table: str, keys: tuple[str, ...], columns: list[str], rows: int
             f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}")
 
 
-async def bump(conn: asyncpg.Connection, tenant_id: uuid.UUID, chatbot_id: uuid.UUID, at: datetime,
-               **deltas) -> None:
-    """Add ``deltas`` to the hourly and daily rollup rows of ``at``."""
-    columns = sorted(c for c, v in deltas.items() if v)
-    if not columns:
-        return
-    unknown = set(columns) - set(ROLLUP_COLUMNS)
-    assert not unknown, unknown
-    keys = ("tenant_id", "grain", "bucket", "chatbot_id")
-    args: list = []
-    for grain, bucket in (("h", hour_of(at)), ("d", day_of(at))):
-        args += [tenant_id, grain, bucket, chatbot_id, *(deltas[c] for c in columns)]
-    await conn.execute(_upsert_sql("rollups", keys, columns, 2), *args)
+class RollupDeltas:
+    """Rollup changes summed in memory over a batch of events, then written with one upsert
+    per row, in key order (so two writers never lock the same rows in opposite orders)."""
 
+    def __init__(self) -> None:
+        self.rows: dict[tuple, dict[str, float]] = {}
 
-async def bump_model(conn, tenant_id, chatbot_id, at: datetime, provider: str, model: str, **deltas) -> None:
-    columns = list(MODEL_COLUMNS)
-    keys = ("tenant_id", "grain", "bucket", "chatbot_id", "provider", "model")
-    args: list = []
-    for grain, bucket in (("h", hour_of(at)), ("d", day_of(at))):
-        args += [tenant_id, grain, bucket, chatbot_id, provider, model, *(deltas.get(c, 0) for c in columns)]
-    await conn.execute(_upsert_sql("rollup_models", keys, columns, 2), *args)
+    def _add(self, table: str, key: tuple, deltas: dict) -> None:
+        row = self.rows.setdefault((table, *key), {})
+        for column, value in deltas.items():
+            if value:
+                row[column] = row.get(column, 0) + value
 
+    def bump(self, tenant_id: uuid.UUID, chatbot_id: uuid.UUID, at: datetime, **deltas) -> None:
+        """Add ``deltas`` to the hourly and daily rollup rows of ``at``."""
+        unknown = set(deltas) - set(ROLLUP_COLUMNS)
+        assert not unknown, unknown
+        for grain, bucket in (("h", hour_of(at)), ("d", day_of(at))):
+            self._add("rollups", (tenant_id, grain, bucket, chatbot_id), deltas)
 
-async def bump_latency(conn, tenant_id, chatbot_id, at: datetime, metric: str, idx: int) -> None:
-    keys = ("tenant_id", "grain", "bucket", "chatbot_id", "metric", "idx")
-    args: list = []
-    for grain, bucket in (("h", hour_of(at)), ("d", day_of(at))):
-        args += [tenant_id, grain, bucket, chatbot_id, metric, idx, 1]
-    await conn.execute(_upsert_sql("rollup_latency", keys, ["n"], 2), *args)
+    def bump_model(self, tenant_id, chatbot_id, at: datetime, provider: str, model: str, **deltas) -> None:
+        for grain, bucket in (("h", hour_of(at)), ("d", day_of(at))):
+            self._add("rollup_models", (tenant_id, grain, bucket, chatbot_id, provider, model), deltas)
 
+    def bump_latency(self, tenant_id, chatbot_id, at: datetime, metric: str, idx: int) -> None:
+        for grain, bucket in (("h", hour_of(at)), ("d", day_of(at))):
+            self._add("rollup_latency", (tenant_id, grain, bucket, chatbot_id, metric, idx), {"n": 1})
 
-async def bump_intent(conn, tenant_id, chatbot_id, at: datetime, intent: str) -> None:
-    await conn.execute(_upsert_sql("rollup_intents", ("tenant_id", "bucket", "chatbot_id", "intent"), ["n"], 1),
-                       tenant_id, day_of(at), chatbot_id, intent, 1)
+    def bump_intent(self, tenant_id, chatbot_id, at: datetime, intent: str) -> None:
+        self._add("rollup_intents", (tenant_id, day_of(at), chatbot_id, intent), {"n": 1})
+
+    _TABLES = {
+        "rollups": (("tenant_id", "grain", "bucket", "chatbot_id"), ROLLUP_COLUMNS),
+        "rollup_models": (("tenant_id", "grain", "bucket", "chatbot_id", "provider", "model"), MODEL_COLUMNS),
+        "rollup_latency": (("tenant_id", "grain", "bucket", "chatbot_id", "metric", "idx"), ("n",)),
+        "rollup_intents": (("tenant_id", "bucket", "chatbot_id", "intent"), ("n",)),
+    }
+
+    async def flush(self, conn: asyncpg.Connection) -> None:
+        by_table: dict[str, list] = {}
+        for key in sorted(self.rows, key=lambda k: tuple(str(part) for part in k)):
+            deltas = self.rows[key]
+            if not any(deltas.values()):
+                continue
+            table, *values = key
+            columns = self._TABLES[table][1]
+            by_table.setdefault(table, []).append((*values, *(deltas.get(c, 0) for c in columns)))
+        for table in self._TABLES:  # always the same table order
+            if table in by_table:
+                keys, columns = self._TABLES[table]
+                await conn.executemany(_upsert_sql(table, keys, list(columns), 1), by_table[table])
+        self.rows.clear()
 
 
 async def add_visitor_day(conn, tenant_id, chatbot_id, at: datetime, visitor_id) -> None:
