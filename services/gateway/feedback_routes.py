@@ -18,9 +18,8 @@ from common import events as ev
 from common.bus import BusError
 from common.web import BUS, ApiError, json_response
 from services.gateway.api import Ctx, op
-from services.gateway.clients import CONVERSATION
 from services.gateway.models import Out, Strict
-from services.gateway.widget import BASE, _chatbot, _visitor, check_origin, cors
+from services.gateway.widget import BASE, cors, visitor_reply
 
 
 class FeedbackIn(Strict):
@@ -40,15 +39,7 @@ class FeedbackAccepted(Out):
 async def give_feedback(ctx: Ctx) -> web.Response:
     """A later rating of the same reply replaces the earlier one."""
     request = ctx.request
-    chatbot = await _chatbot(ctx)
-    visitor = _visitor(ctx, chatbot)
-    origin = check_origin(request, chatbot)
-    reply_id = request.match_info["reply_id"]
-    messages = await request.app[CONVERSATION].request(
-        "GET", f"/internal/conversations/{visitor.conversation_id}/messages",
-        params={"tenant_id": str(visitor.tenant_id)})
-    if not any(m["id"] == reply_id and m["role"] == "assistant" for m in messages["data"]):
-        raise ApiError(404, "not_found", "no such reply in this conversation")
+    chatbot, visitor, origin, reply_id = await visitor_reply(ctx)
     body: FeedbackIn = ctx.body
     try:
         await request.app[BUS].publish(ev.FeedbackGivenEvent(

@@ -235,21 +235,27 @@ async def stream(ctx: Ctx) -> web.StreamResponse:
         await hub.close(visitor.conversation_id, queue)
 
 
+async def visitor_reply(ctx: Ctx):
+    """(chatbot, visitor, origin, reply id) of a reply in the visitor's own conversation: the
+    token first (401), then the origin (403), then the reply must be theirs (404)."""
+    chatbot = await _chatbot(ctx)
+    visitor = _visitor(ctx, chatbot)
+    origin = check_origin(ctx.request, chatbot)
+    reply_id = ctx.request.match_info["reply_id"]
+    reply = await ctx.request.app[CONVERSATION].request(
+        "GET", f"/internal/replies/{reply_id}", params={"tenant_id": str(visitor.tenant_id)})
+    if reply["conversation_id"] != str(visitor.conversation_id):
+        raise ApiError(404, "not_found", "no such reply in this conversation")
+    return chatbot, visitor, origin, reply_id
+
+
 @op("POST", f"{BASE}/conversations/{{conversation_id}}/replies/{{reply_id}}/cancel",
     summary="Stop the reply being streamed", tag="Widget", auth="visitor", status=202, response=ReplyCancelled,
     extra_responses={409: "The reply already ended"})
 async def cancel_reply(ctx: Ctx) -> web.Response:
     """The stream then ends the reply with an `error` event, code `cancelled`."""
     request = ctx.request
-    chatbot = await _chatbot(ctx)
-    visitor = _visitor(ctx, chatbot)
-    origin = check_origin(request, chatbot)
-    reply_id = request.match_info["reply_id"]
-    messages = await request.app[CONVERSATION].request(
-        "GET", f"/internal/conversations/{visitor.conversation_id}/messages",
-        params={"tenant_id": str(visitor.tenant_id)})
-    if not any(m["id"] == reply_id and m["role"] == "assistant" for m in messages["data"]):
-        raise ApiError(404, "not_found", "no such reply in this conversation")
+    chatbot, visitor, origin, reply_id = await visitor_reply(ctx)
     await request.app[INTERNAL]["ai"].request("POST", f"/internal/replies/{reply_id}/cancel",
                                               params={"tenant_id": str(visitor.tenant_id)})
     return cors(json_response(ReplyCancelled(reply_id=reply_id), status=202), origin)
