@@ -4,6 +4,9 @@ from common.settings import settings_for
 
 
 class Settings(settings_for("ai")):
+    # tenant provider base URLs must be public addresses (SSRF); tests and local setups that
+    # run an OpenAI-compatible server on loopback (Ollama, vLLM) turn this on
+    allow_private_provider_urls: bool = Field(False, validation_alias="AI_ALLOW_PRIVATE_PROVIDER_URLS")
     # coalesce provider deltas into chunks at most this often (the first goes out at once)
     chunk_interval_ms: float = Field(40.0, validation_alias="CHUNK_INTERVAL_MS")
     # the whole reply, provider and fallback included, must finish within this

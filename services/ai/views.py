@@ -8,7 +8,8 @@ from datetime import date, datetime, time, timedelta, timezone
 from aiohttp import web
 from pydantic import BaseModel, Field, field_validator
 
-from common.web import POOL, ApiError, json_response, read_json
+from common.netguard import UnsafeUrl, ensure_public_url
+from common.web import POOL, SETTINGS, ApiError, json_response, read_json
 from services.ai import repository
 from services.ai.keyvault import KeyVault, mask
 from services.ai.providers.registry import KEYED_PROVIDERS
@@ -53,6 +54,11 @@ async def put_provider_key(request: web.Request) -> web.Response:
     tenant_id = _uuid(request.match_info["tenant_id"], "tenant_id")
     provider = _provider(request)
     body = await read_json(request, ProviderKeyIn)
+    if body.base_url and not request.app[SETTINGS].allow_private_provider_urls:
+        try:
+            await ensure_public_url(body.base_url)
+        except UnsafeUrl as exc:
+            raise ApiError(422, "unsafe_base_url", f"base_url must be a public http(s) address: {exc}") from None
     key = body.api_key.strip()
     async with request.app[POOL].acquire() as conn:
         row = await repository.put_provider_key(conn, tenant_id, provider, request.app[VAULT].encrypt(key),
