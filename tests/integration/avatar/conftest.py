@@ -1,53 +1,19 @@
 """The avatar app against a throwaway Postgres database and a throwaway RabbitMQ vhost."""
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
 import pytest
 
 from common.bus import Bus
 from common.db import create_pool
 from services.avatar.app import MIGRATIONS, create_app
 from services.avatar.settings import Settings
-from tests.integration.avatar.avatar_env import env
-
-
-def _with_database(url: str, database: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path=f"/{database}"))
 
 
 @pytest.fixture
-async def make_database():
-    """Creates throwaway databases (never the avatarchat_* ones) and drops them afterwards."""
-    admin_url = env("POSTGRES_URL")
-    created: list[str] = []
-
-    async def make() -> str:
-        name = f"avatar_it_{uuid.uuid4().hex[:12]}"
-        admin = await asyncpg.connect(admin_url)
-        try:
-            await admin.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await admin.close()
-        created.append(name)
-        return _with_database(admin_url, name)
-
-    yield make
-    admin = await asyncpg.connect(admin_url)
-    try:
-        for name in created:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
-
-
-@pytest.fixture
-async def database_url(make_database):
-    return await make_database()
+def database_url(scratch_db):
+    return scratch_db
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from services.avatar.service import DEFAULT_AVATAR_ID
 from services.gateway.app import MIGRATIONS as GATEWAY_MIGRATIONS
 from services.gateway.app import create_app as create_gateway
 from services.gateway.settings import Settings as GatewaySettings
-from tests.integration.avatar.avatar_env import env
+from tests.conftest import require_env, scratch_database
 
 
 @pytest.fixture
@@ -26,10 +26,11 @@ async def avatar_server(settings, pool, bus, aiohttp_server):
 
 
 @pytest.fixture
-async def gateway_pool(make_database):
-    pool = await create_pool(await make_database(), migrations=GATEWAY_MIGRATIONS)
-    yield pool
-    await pool.close()
+async def gateway_pool():
+    with scratch_database("gw") as url:  # the gateway's own database, beside the avatar's
+        pool = await create_pool(url, migrations=GATEWAY_MIGRATIONS)
+        yield pool
+        await pool.close()
 
 
 @pytest.fixture
@@ -43,15 +44,15 @@ async def gateway_bus(scratch_vhost):
 @pytest.fixture
 async def gateway(avatar_server, gateway_pool, gateway_bus, monkeypatch, aiohttp_client):
     monkeypatch.setenv("AVATAR_URL", str(avatar_server.make_url("")).rstrip("/"))
-    settings = GatewaySettings(database_url="postgresql://unused", admin_api_key=env("ADMIN_API_KEY"),
-                               visitor_token_secret=env("VISITOR_TOKEN_SECRET"))
+    settings = GatewaySettings(database_url="postgresql://unused", admin_api_key=require_env("ADMIN_API_KEY"),
+                               visitor_token_secret=require_env("VISITOR_TOKEN_SECRET"))
     app = create_gateway(settings, pool=gateway_pool, bus=gateway_bus)
     return await aiohttp_client(app)
 
 
 async def new_tenant(gateway) -> dict:
     resp = await gateway.post("/api/v1/admin/tenants", json={"name": f"Acme {uuid.uuid4().hex[:6]}"},
-                              headers={"Authorization": f"Bearer {env('ADMIN_API_KEY')}"})
+                              headers={"Authorization": f"Bearer {require_env('ADMIN_API_KEY')}"})
     assert resp.status == 201, await resp.text()
     key = (await resp.json())["api_key"]["key"]
     headers = {"Authorization": f"Bearer {key}"}

@@ -119,6 +119,21 @@ OPENAI_ERRORS = {
 }
 
 
+async def _end_abnormally(behaviour, fake: "FakeProvider", request: web.Request,
+                          resp: web.StreamResponse) -> web.StreamResponse:
+    """The ways a provider's stream goes wrong after some text, alike for both providers."""
+    if isinstance(behaviour, Break):
+        return await _drop(request, resp)
+    if isinstance(behaviour, Hang):
+        try:
+            await asyncio.wait_for(fake.release.wait(), behaviour.hold_s)
+        except asyncio.TimeoutError:
+            pass
+        return resp
+    await resp.write_eof()  # EndsEarly: a clean end without the stream's end marker
+    return resp
+
+
 def _openai_chunk(model: str, choices: list, usage: dict | None = None) -> bytes:
     body = {"id": "chatcmpl-AbC123", "object": "chat.completion.chunk", "created": int(time.time()),
             "model": model, "service_tier": "default", "system_fingerprint": "fp_f33640a400",
@@ -161,17 +176,8 @@ def openai_app(fake: FakeProvider) -> web.Application:
                 first = behaviour.first_s if behaviour.first_s is not None else behaviour.gap_s
                 await asyncio.sleep(first if index == 0 else behaviour.gap_s)
             await resp.write(_openai_delta(model, piece))
-        if isinstance(behaviour, Break):
-            return await _drop(request, resp)
-        if isinstance(behaviour, Hang):
-            try:
-                await asyncio.wait_for(fake.release.wait(), behaviour.hold_s)
-            except asyncio.TimeoutError:
-                pass
-            return resp
-        if isinstance(behaviour, EndsEarly):
-            await resp.write_eof()
-            return resp
+        if isinstance(behaviour, (Break, Hang, EndsEarly)):
+            return await _end_abnormally(behaviour, fake, request, resp)
         if isinstance(behaviour, StreamError):
             error = {"error": {"message": "The server had an error processing your request.",
                                "type": "server_error", "param": None, "code": None}}
@@ -243,17 +249,8 @@ def anthropic_app(fake: FakeProvider) -> web.Application:
         for piece in behaviour.pieces:
             await resp.write(_anthropic_event("content_block_delta", {
                 "type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}}))
-        if isinstance(behaviour, Break):
-            return await _drop(request, resp)
-        if isinstance(behaviour, Hang):
-            try:
-                await asyncio.wait_for(fake.release.wait(), behaviour.hold_s)
-            except asyncio.TimeoutError:
-                pass
-            return resp
-        if isinstance(behaviour, EndsEarly):
-            await resp.write_eof()
-            return resp
+        if isinstance(behaviour, (Break, Hang, EndsEarly)):
+            return await _end_abnormally(behaviour, fake, request, resp)
         if isinstance(behaviour, StreamError):
             await resp.write(_anthropic_event("error", {"type": "error", "error": {
                 "type": behaviour.kind, "message": "Overloaded"}}))
