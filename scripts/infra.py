@@ -10,6 +10,8 @@
 - One database and one database user per service (``avatarchat_<svc>``, or
   ``avatarchat_test_<svc>`` for the test profile, which also gets its own RabbitMQ vhost so
   tests never share queues with a running demo).
+- ``AVATARCHAT_TEST_SLOT=N`` (default 0) moves the test profile to its own ports and vhost, so
+  two checkouts on one machine can run their test suites at the same time.
 
 Writes ``.data/<profile>.env``: the environment every process of that profile runs with.
 """
@@ -231,8 +233,9 @@ def ensure(profile: str) -> Path:
     passwords = _secrets()
     admin_url = os.environ.get("POSTGRES_URL") or ensure_embedded_postgres(passwords["postgres"])
     prefix = "avatarchat" if profile == "run" else "avatarchat_test"
+    slot = int(os.environ.get("AVATARCHAT_TEST_SLOT", "0") or 0) if profile == "test" else 0
     db_urls = asyncio.run(ensure_databases(admin_url, prefix, passwords))
-    amqp_url = ensure_rabbitmq(None if profile == "run" else "avatarchat_test")
+    amqp_url = ensure_rabbitmq(None if profile == "run" else "avatarchat_test" + (f"_{slot}" if slot else ""))
     env = {
         "AMQP_URL": amqp_url,
         "POSTGRES_URL": admin_url,
@@ -243,9 +246,9 @@ def ensure(profile: str) -> Path:
     }
     frontend_port = 8080
     if profile == "test":
-        frontend_port = 18080
+        frontend_port = 18080 + slot
         for i, svc in enumerate(SERVICES):
-            env[f"{svc.upper()}_PORT"] = str(TEST_PORT_BASE + 10 * i)
+            env[f"{svc.upper()}_PORT"] = str(TEST_PORT_BASE + 100 * slot + 10 * i)
     env["FRONTEND_PORT"] = str(frontend_port)
     env["PUBLIC_BASE_URL"] = os.environ.get("PUBLIC_BASE_URL") or f"http://127.0.0.1:{frontend_port}"
     # the gateway sits behind nginx: the client's address is the hop nginx adds
