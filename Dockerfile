@@ -43,14 +43,14 @@ RUN groupadd --system --gid 10001 app \
 
 WORKDIR /app
 
-COPY pyproject.toml ./
+COPY pyproject.toml constraints.txt ./
 COPY common/ ./common/
 COPY services/ ./services/
 COPY scripts/ ./scripts/
 COPY supervisord.conf ./
 
 # Installs the project and its pinned dependencies (declared in pyproject.toml).
-RUN pip install --no-cache-dir .
+RUN pip install --no-cache-dir -c constraints.txt .
 
 # uid:gid of the `app` user created above; numeric so that runtimes enforcing
 # runAsNonRoot can verify it without reading /etc/passwd.

@@ -6,16 +6,25 @@ STAMP := $(VENV)/.installed
 RUN_ENV := set -a && . .data/run.env && set +a
 TEST_ENV := set -a && . .data/test.env && set +a
 
-.PHONY: install run stop status logs test bench clean-data
+.PHONY: install lock run stop status logs test bench clean-data
 
-$(STAMP): pyproject.toml
+# Every install takes its versions from constraints.txt (see `make lock`).
+$(STAMP): pyproject.toml constraints.txt
 	@command -v python3 >/dev/null || { echo "python3 is required"; exit 1; }
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
 	@touch $(STAMP)
 
 install: $(STAMP)
+
+## Re-resolve pyproject.toml's dependencies in a clean venv and pin them in constraints.txt.
+lock:
+	rm -rf .venv-lock && python3 -m venv .venv-lock
+	.venv-lock/bin/python -m pip install -q --upgrade pip
+	.venv-lock/bin/python -m pip install -q '.[dev]'
+	{ sed -n '1,3p' constraints.txt; .venv-lock/bin/python -m pip freeze --exclude avatarchat | grep -v '^-e'; } > constraints.new
+	mv constraints.new constraints.txt && rm -rf .venv-lock
 
 ## Start the whole stack (Postgres, RabbitMQ, six services) and seed a demo chatbot.
 run: install

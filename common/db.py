@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import asyncpg
+import numpy as np
 
 from common.events import Event
 from common.logging import get_logger
@@ -25,9 +26,16 @@ async def _init_connection(conn: asyncpg.Connection, vector: bool) -> None:
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
     await conn.set_type_codec("json", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
     if vector:
+        from pgvector import Vector
         from pgvector.asyncpg import register_vector
 
         await register_vector(conn)
+        # pgvector >= 0.4 decodes to its own Vector class; every caller here computes with
+        # numpy, so a vector read from the database is always a float32 array.
+        await conn.set_type_codec(
+            "vector", encoder=lambda v: (v if isinstance(v, Vector) else Vector(v)).to_binary(),
+            decoder=lambda data: Vector.from_binary(data).to_numpy().astype(np.float32, copy=False),
+            format="binary")
 
 
 async def create_pool(dsn: str, *, vector: bool = False, min_size: int = 1, max_size: int = 10,
