@@ -62,6 +62,9 @@ class ChatbotSnapshot(Model):
     top_k: int = 5
     score_threshold: float = 0.0
     avatar_id: uuid.UUID | None = None
+    # what the widget offers first: the local responder answers "what can you help me with?" from them
+    welcome_message: str = ""
+    suggested_questions: list[str] = Field(default_factory=list)
 
 
 class HistoryMessage(Model):

@@ -30,9 +30,11 @@ class KnowledgeClient:
         self.timeout_s = timeout_s
 
     async def search(self, tenant_id: uuid.UUID, chatbot_id: uuid.UUID, query: str, *, top_k: int,
-                     score_threshold: float) -> SearchResult:
-        body = {"tenant_id": str(tenant_id), "chatbot_id": str(chatbot_id), "query": query,
-                "top_k": top_k, "score_threshold": score_threshold}
+                     score_threshold: float, context: list[str] | None = None) -> SearchResult:
+        """``context``: the visitor's previous turns, for a follow-up knowledge reads in context."""
+        body = {"tenant_id": str(tenant_id), "chatbot_id": str(chatbot_id), "query": query[:8000],
+                "top_k": top_k, "score_threshold": score_threshold,
+                "context": [turn[:8000] for turn in (context or [])][-4:]}
         headers = {}
         if cid := get_contextvars().get("correlation_id"):
             headers["X-Correlation-ID"] = cid

@@ -108,7 +108,20 @@ async def store_cached_reply(conn, cache_key: str, tenant_id, chatbot_id, knowle
 
 
 async def purge_expired_cache(conn) -> int:
-    return int((await conn.execute("DELETE FROM reply_cache WHERE expires_at <= now()")).split()[-1])
+    purged = int((await conn.execute("DELETE FROM reply_cache WHERE expires_at <= now()")).split()[-1])
+    # a rewrite serves the retries of its own turn; a day is far more than they need
+    purged += int((await conn.execute(
+        "DELETE FROM query_rewrites WHERE created_at < now() - interval '1 day'")).split()[-1])
+    return purged
+
+
+async def cached_rewrite(conn, rewrite_key: str) -> str | None:
+    return await conn.fetchval("SELECT query FROM query_rewrites WHERE rewrite_key = $1", rewrite_key)
+
+
+async def store_rewrite(conn, rewrite_key: str, tenant_id, query: str) -> None:
+    await conn.execute("INSERT INTO query_rewrites (rewrite_key, tenant_id, query) VALUES ($1, $2, $3) "
+                       "ON CONFLICT (rewrite_key) DO NOTHING", rewrite_key, tenant_id, query)
 
 
 # --- cancel flags ----------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from services.ai import analysis, repository
 from services.ai.coalesce import coalesce
 from services.ai.knowledge import KnowledgeClient, SearchResult
 from services.ai.pricing import PriceTable
+from services.ai.retrieval import Retrieval, plan as plan_retrieval
 from services.ai.prompt import Prompt, build_prompt, estimate_tokens
 from services.ai.providers.base import (CANCELLED, DEADLINE_EXCEEDED, FIRST_TOKEN_TIMEOUT, NOT_CONFIGURED,
                                         PromptRequest, Provider, ProviderError, StreamResult)
@@ -213,11 +214,15 @@ def normalise_question(text: str) -> str:
     return " ".join(text.split())
 
 
-def cache_key(tenant_id: uuid.UUID, bot: ev.ChatbotSnapshot, question: str, knowledge_version: int) -> str:
-    """Everything that shapes the answer: change any of it and the old entry is never hit."""
+def cache_key(tenant_id: uuid.UUID, bot: ev.ChatbotSnapshot, question: str, knowledge_version: int,
+              history: list[ev.HistoryMessage]) -> str:
+    """Everything that shapes the answer: change any of it and the old entry is never hit.
+    ``history`` is the conversation the prompt carries (and the follow-up's search reads):
+    a reply is shared only between conversations that said exactly the same before it,
+    which in practice means first questions (see docs/ai.md, "The reply cache")."""
     settings = bot.model_dump(mode="json", exclude={"avatar_id"})
     material = json.dumps({"t": str(tenant_id), "q": normalise_question(question), "kv": knowledge_version,
-                           "bot": settings},
+                           "bot": settings, "h": [[h.role, h.text] for h in history]},
                           sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(material.encode()).hexdigest()
 
@@ -272,13 +277,17 @@ async def _generate(event: ev.AiReplyRequestedEvent, deps: ReplyDeps, cancel_eve
     await deps.bus.publish(ev.AiReplyStartedEvent(**ids))
 
     search = SearchResult()
+    retrieval = Retrieval(query=event.text, standalone=event.text)
     if deps.knowledge is not None:
-        search = await deps.knowledge.search(event.tenant_id, event.chatbot_id, event.text,
-                                             top_k=bot.top_k, score_threshold=bot.score_threshold)
+        retrieval = await plan_retrieval(event, deps)
+        search = await deps.knowledge.search(event.tenant_id, event.chatbot_id, retrieval.query,
+                                             context=retrieval.context, top_k=bot.top_k,
+                                             score_threshold=bot.score_threshold)
     prompt = build_prompt(bot, event.text, event.history, search.passages,
                           history_tokens=deps.history_tokens, knowledge_tokens=deps.knowledge_tokens)
     request = PromptRequest(chatbot=bot, message=event.text, history=event.history,
-                            passages=list(prompt.passages), model=bot.model, prompt=prompt)
+                            passages=list(prompt.passages), model=bot.model, prompt=prompt,
+                            retrieval_query=retrieval.standalone)
     partial.prompt_tokens = prompt.estimated_tokens
 
     seq = 0
@@ -309,7 +318,8 @@ async def _generate(event: ev.AiReplyRequestedEvent, deps: ReplyDeps, cancel_eve
         offset = 0
         partial.text, partial.provider, partial.model = "", provider, model
 
-    key = cache_key(event.tenant_id, bot, event.text, search.knowledge_version) if search.knowledge_version is not None else None
+    key = (cache_key(event.tenant_id, bot, event.text, search.knowledge_version, prompt.history)
+           if search.knowledge_version is not None else None)
     cached = None
     if key is not None:
         async with deps.pool.acquire() as conn:

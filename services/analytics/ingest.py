@@ -16,7 +16,7 @@ from common import events as ev
 from services.analytics import repository as repo
 
 # visitor intents that are not questions: no answer from knowledge is expected for them
-NOT_QUESTIONS = frozenset({"greeting", "thanks", "goodbye", "asks_for_human"})
+NOT_QUESTIONS = frozenset({"greeting", "thanks", "goodbye", "asks_for_human", "about_bot"})
 HANDOFF_INTENT = "asks_for_human"
 LATENCY_BASE = 1.1
 LATENCY_MAX_IDX = 200

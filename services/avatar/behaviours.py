@@ -47,6 +47,7 @@ INTENT_BEHAVIOUR = {
     "thanks": "bow",
     "complaint": "sad",
     "asks_for_human": "nod",
+    "about_bot": "greet",
 }
 
 

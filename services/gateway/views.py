@@ -47,7 +47,9 @@ def snapshot(row) -> ev.ChatbotSnapshot:
         greeting=persona["greeting"], fallback_answer=persona["fallback_answer"], provider=ai["provider"],
         model=ai["model"], temperature=ai["temperature"], max_tokens=ai["max_tokens"],
         fallback_provider=ai.get("fallback_provider"), top_k=knowledge["top_k"],
-        score_threshold=knowledge["score_threshold"], avatar_id=config.get("avatar_id"))
+        score_threshold=knowledge["score_threshold"], avatar_id=config.get("avatar_id"),
+        welcome_message=config.get("welcome_message", ""),
+        suggested_questions=list(config.get("suggested_questions", [])))
 
 
 async def _usage(conn, tenant) -> Usage:

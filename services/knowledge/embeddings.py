@@ -37,6 +37,8 @@ class Embedder(Protocol):
 
     async def embed_query(self, text: str) -> np.ndarray: ...
 
+    async def embed_queries(self, texts: list[str]) -> list[np.ndarray]: ...
+
 
 QUERY_CACHE_SIZE = 2048
 
@@ -95,6 +97,9 @@ class LocalEmbedder:
             self._query_cache.popitem(last=False)
         return vector
 
+    async def embed_queries(self, texts: list[str]) -> list[np.ndarray]:
+        return list(await asyncio.gather(*(self.embed_query(text) for text in texts)))
+
     def close(self) -> None:
         self._passage_pool.shutdown(wait=False, cancel_futures=True)
         self._query_pool.shutdown(wait=False, cancel_futures=True)
@@ -131,6 +136,9 @@ class OpenAIEmbedder:
 
     async def embed_query(self, text: str) -> np.ndarray:
         return (await self._embed([text]))[0]
+
+    async def embed_queries(self, texts: list[str]) -> list[np.ndarray]:
+        return list(await self._embed(texts)) if texts else []
 
 
 class Embedders:

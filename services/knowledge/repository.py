@@ -212,9 +212,15 @@ async def replace_chunks(conn: asyncpg.Connection, document: asyncpg.Record, *, 
                         ts_config=ts_config, model=model, dim=dim, rows=rows)
 
 
+# A word in the title or headings (tsvector weight A) counts this many times in BM25's tf
+# (migration 003 backfilled with the same value).
+TITLE_TF = 2
+
+
 async def insert_chunks(conn: asyncpg.Connection, tenant_id, chatbot_id, document_id, *, ts_config: str,
                         model: str, dim: int, rows) -> None:
-    # the tsvector weighs the title and headings above the body
+    # the tsvector weighs the title and headings above the body; the BM25 postings and each
+    # chunk's length are derived from it, so both sides stem with the same configuration
     await conn.executemany(
         "INSERT INTO chunks (tenant_id, chatbot_id, document_id, position, title, url, heading_path, text, "
         "tokens, embedding_model, embedding_dim, embedding, tsv) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, "
@@ -222,6 +228,14 @@ async def insert_chunks(conn: asyncpg.Connection, tenant_id, chatbot_id, documen
         "array_to_string($7::text[], ' ')), 'A') || to_tsvector($13::regconfig, $8))",
         [(tenant_id, chatbot_id, document_id, position, title, url, heading_path, text, tokens, model, dim,
           embedding, ts_config) for position, title, url, heading_path, text, tokens, embedding in rows])
+    await conn.execute(
+        "UPDATE chunks SET lexemes = (SELECT coalesce(sum(coalesce(array_length(u.positions, 1), 1)), 0) "
+        "FROM unnest(chunks.tsv) u) WHERE document_id = $1", document_id)
+    await conn.execute(
+        "INSERT INTO chunk_terms (chatbot_id, term, chunk_id, tf, lexemes) "
+        "SELECT c.chatbot_id, u.lexeme, c.id, (SELECT count(*) FILTER (WHERE w <> 'A') "
+        f"+ {TITLE_TF} * count(*) FILTER (WHERE w = 'A') FROM unnest(u.weights) w), c.lexemes "
+        "FROM chunks c, unnest(c.tsv) u WHERE c.document_id = $1", document_id)
 
 
 async def delete_chunks_of_other_models(conn: asyncpg.Connection, document_id: uuid.UUID, model: str) -> None:
@@ -234,10 +248,11 @@ async def chunk_count(conn: asyncpg.Connection, chatbot_id: uuid.UUID, model: st
 
 
 _RESULT_COLUMNS = "c.id, c.document_id, c.title, c.url, c.heading_path, c.text"
-# Full text ranks at most this many matching chunks: a query word found in most chunks says
-# little, and ranking every match made such queries slow (measured at 100k chunks: p95
-# 23 ms with a cap of 1,000 matches, 3-7 ms with 300).
-TEXT_MATCH_CAP = 300
+# BM25's parameters (Robertson & Zaragoza; Lucene's defaults), tuned on the labelled set
+BM25_K1 = 1.2
+BM25_B = 0.75
+# a question longer than this many distinct words is cut to its first ones
+MAX_QUERY_TERMS = 64
 
 
 def vector_search_sql(dim: int, *, exact: bool) -> str:
@@ -253,23 +268,30 @@ def vector_search_sql(dim: int, *, exact: bool) -> str:
             f"ORDER BY {order} LIMIT $4")
 
 
-def text_search_sql(dim: int) -> str:
-    """Full-text candidates: any query word may match (OR; visitors' questions are not
-    AND-queries), ranked by ts_rank with title and headings weighted up. Chunks holding all
-    the words are collected separately, so a rare word next to a common one is never lost
-    in the capped set of OR matches."""
+def lexical_search_sql(dim: int) -> str:
+    """BM25 over the chatbot's postings of the query's lexemes (stemmed with the knowledge
+    base's configuration). Document frequencies are counted from the same postings, so they
+    are exact and need no bookkeeping; N and the average length come from ``lexical_stats``.
+    ``query_idf`` is the sum of the IDFs of every query word, found or not: the score a chunk
+    matching each word once at average length would get, so ``bm25 / query_idf`` says how
+    much of the question a chunk covers, comparable across questions.
+
+    $1 chatbot, $2 model, $3 limit, $4 regconfig, $5 query text, $6 N, $7 average length."""
     dim = int(dim)
-    where = f"c.chatbot_id = $1 AND c.embedding_model = $2 AND c.embedding_dim = {dim}"
+    idf = "ln(1 + ($6 - {df} + 0.5) / ({df} + 0.5))"
     return (
-        "WITH query AS (SELECT plainto_tsquery($4::regconfig, $5) AS q_all, "
-        "replace(plainto_tsquery($4::regconfig, $5)::text, '&', '|')::tsquery AS q_any), "
-        "matches AS ("
-        f"(SELECT c.id, c.tsv FROM chunks c, query WHERE {where} AND c.tsv @@ query.q_all LIMIT {TEXT_MATCH_CAP}) "
-        "UNION ALL "
-        f"(SELECT c.id, c.tsv FROM chunks c, query WHERE {where} AND c.tsv @@ query.q_any LIMIT {TEXT_MATCH_CAP})), "
-        "ranked AS (SELECT DISTINCT ON (m.id) m.id, ts_rank(m.tsv, query.q_any) AS rank FROM matches m, query), "
-        "best AS (SELECT id, rank FROM ranked ORDER BY rank DESC, id LIMIT $3) "
-        f"SELECT {_RESULT_COLUMNS}, c.embedding FROM best r JOIN chunks c ON c.id = r.id ORDER BY r.rank DESC, r.id")
+        "WITH q AS (SELECT array(SELECT DISTINCT u.lexeme FROM unnest(to_tsvector($4::regconfig, $5)) u "
+        f"LIMIT {MAX_QUERY_TERMS}) AS terms), "
+        "p AS MATERIALIZED (SELECT t.term, t.chunk_id, t.tf, t.lexemes FROM chunk_terms t, q "
+        "WHERE t.chatbot_id = $1 AND t.term = ANY(q.terms)), "
+        f"df AS (SELECT term, count(*) AS df, {idf.format(df='count(*)')} AS idf FROM p GROUP BY term), "
+        f"qi AS (SELECT coalesce(sum({idf.format(df='coalesce(df.df, 0)')}), 0) AS query_idf "
+        "FROM q, unnest(q.terms) term LEFT JOIN df USING (term)), "
+        "best AS (SELECT p.chunk_id, "
+        f"sum(df.idf * p.tf * ({BM25_K1} + 1) / (p.tf + {BM25_K1} * (1 - {BM25_B} + {BM25_B} * p.lexemes / $7))) "
+        "AS bm25 FROM p JOIN df USING (term) GROUP BY p.chunk_id ORDER BY bm25 DESC, p.chunk_id LIMIT $3) "
+        f"SELECT {_RESULT_COLUMNS}, c.embedding, b.bm25, qi.query_idf FROM best b JOIN chunks c ON c.id = b.chunk_id, qi "
+        f"WHERE c.embedding_model = $2 AND c.embedding_dim = {dim} ORDER BY b.bm25 DESC, c.id")
 
 
 async def vector_candidates(conn: asyncpg.Connection, *, chatbot_id: uuid.UUID, model: str, dim: int,
@@ -286,15 +308,23 @@ async def vector_candidates(conn: asyncpg.Connection, *, chatbot_id: uuid.UUID, 
         return list(await conn.fetch(vector_search_sql(dim, exact=exact), chatbot_id, query_vector, model, limit))
 
 
-async def text_candidates(conn: asyncpg.Connection, *, chatbot_id: uuid.UUID, model: str, dim: int,
-                          query_text: str, ts_config: str, limit: int, timeout_ms: int = 0) -> list[asyncpg.Record]:
-    """Empty when the time box runs out: a query made only of words found in most chunks
-    bitmap-scans them all, and the vector side answers well enough on its own."""
+async def lexical_stats(conn: asyncpg.Connection, chatbot_id: uuid.UUID) -> tuple[int, float]:
+    """(chunks, average length in lexemes) of one chatbot: BM25's N and avgdl."""
+    row = await conn.fetchrow("SELECT count(*) AS n, coalesce(avg(lexemes), 0) AS avgdl FROM chunks "
+                              "WHERE chatbot_id = $1", chatbot_id)
+    return int(row["n"]), float(row["avgdl"])
+
+
+async def lexical_candidates(conn: asyncpg.Connection, *, chatbot_id: uuid.UUID, model: str, dim: int,
+                             query_text: str, ts_config: str, limit: int, chunks: int, avgdl: float,
+                             timeout_ms: int = 0) -> list[asyncpg.Record]:
+    """Empty when the time box runs out: the vector side then answers on its own."""
     async with conn.transaction(readonly=True):
         if timeout_ms:
             await conn.execute("SELECT set_config('statement_timeout', $1, true)", str(int(timeout_ms)))
         try:
-            return list(await conn.fetch(text_search_sql(dim), chatbot_id, model, limit, ts_config, query_text))
+            return list(await conn.fetch(lexical_search_sql(dim), chatbot_id, model, limit, ts_config,
+                                         query_text, float(max(chunks, 1)), max(avgdl, 1.0)))
         except asyncpg.QueryCanceledError:
             return []
 

@@ -6,6 +6,7 @@ import hashlib
 import multiprocessing
 import time
 import uuid
+from collections import OrderedDict
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -23,10 +24,10 @@ from services.knowledge.embeddings import (INDEXED_DIMENSIONS, LOCAL_MODEL, OPEN
                                            Embedders, passage_input)
 from services.knowledge.extract import ExtractionError, prepare
 from services.knowledge.fetch import Fetcher, FetchError
+from services.knowledge.ranking import Fusion, RankedList, fuse
 from services.knowledge.settings import Settings
 
 log = get_logger(__name__)
-RRF_K = 60
 
 
 class KnowledgeError(Exception):
@@ -83,6 +84,20 @@ class KnowledgeDeps:
     fetcher: Fetcher
     extractor: Extractor
     crawls: dict[uuid.UUID, asyncio.Task] = field(default_factory=dict)
+    _lexical_stats: OrderedDict = field(default_factory=OrderedDict)
+
+    async def lexical_stats(self, chatbot_id: uuid.UUID, knowledge_version: int) -> tuple[int, float]:
+        """BM25's N and average length for one chatbot. Every index and delete bumps the
+        knowledge version, so figures kept per (chatbot, version) are never stale."""
+        key = (chatbot_id, knowledge_version)
+        stats = self._lexical_stats.get(key)
+        if stats is None:
+            async with self.pool.acquire() as conn:
+                stats = await repo.lexical_stats(conn, chatbot_id)
+            self._lexical_stats[key] = stats
+            if len(self._lexical_stats) > 1024:
+                self._lexical_stats.popitem(last=False)
+        return stats
 
 
 def _sha(data: bytes) -> str:
@@ -345,6 +360,15 @@ async def _fail(deps: KnowledgeDeps, event: ev.DocumentIngestRequestedEvent, rea
 
 # --- search ----------------------------------------------------------------------------------
 
+# Each list of a search keeps this many candidates, whatever top_k asks for: fusion needs
+# depth to rescue a chunk that one side ranks low.
+CANDIDATE_DEPTH = 50
+# the query is embedded from at most this much text (the model reads 512 tokens at a time)
+MAX_QUERY_CHARS = 2000
+# the measured default (docs/knowledge.md, "Ranking")
+DEFAULT_FUSION = Fusion()
+
+
 @dataclass
 class SearchResult:
     chunk_id: int
@@ -354,7 +378,7 @@ class SearchResult:
     heading_path: list[str]
     snippet: str
     score: float
-    rrf: float
+    fused: float
 
     def as_dict(self) -> dict:
         return {"title": self.title, "url": self.url, "snippet": self.snippet, "score": round(self.score, 4),
@@ -362,21 +386,33 @@ class SearchResult:
                 "heading_path": self.heading_path}
 
 
-def fuse(ranked_lists: list[list], k: int = RRF_K) -> list[tuple[Any, float]]:
-    """Reciprocal rank fusion of lists of records keyed by ``id``: sum of 1 / (k + rank)."""
-    scores: dict[Any, float] = {}
-    records: dict[Any, Any] = {}
-    for ranked in ranked_lists:
-        for rank, record in enumerate(ranked, start=1):
-            scores[record["id"]] = scores.get(record["id"], 0.0) + 1.0 / (k + rank)
-            records.setdefault(record["id"], record)
-    return sorted(((records[i], s) for i, s in scores.items()), key=lambda pair: -pair[1])
+def contextual_query(message: str, context: list[str]) -> str | None:
+    """The message read in its conversation: the visitor's previous turns (oldest first) and
+    the new message, for a follow-up such as "how long does it take?". None without context."""
+    turns = [t.strip() for t in context if t and t.strip()]
+    if not turns:
+        return None
+    return " ".join([*turns, message.strip()])[-MAX_QUERY_CHARS:]
+
+
+@dataclass
+class Candidates:
+    """One query's candidates from both sides, with its vector."""
+    query: str
+    weight: float
+    dense: list
+    lexical: list
+    vector: np.ndarray
 
 
 async def search(deps: KnowledgeDeps, tenant_id: uuid.UUID, chatbot_id: uuid.UUID, query: str, *,
-                 top_k: int | None = None, score_threshold: float | None = None) -> tuple[list[SearchResult], int]:
-    """Hybrid search of one chatbot's knowledge: HNSW vectors and full text, fused by RRF.
-    ``score`` is the cosine similarity of the chunk to the query; the threshold applies to it."""
+                 top_k: int | None = None, score_threshold: float | None = None, context: list[str] | None = None,
+                 fusion: Fusion | None = None) -> tuple[list[SearchResult], int]:
+    """Hybrid search of one chatbot's knowledge: dense vectors and BM25, fused (``ranking``).
+    With ``context`` (the visitor's previous turns) the message is also searched in context
+    and both readings are fused. ``score`` is the chunk's best cosine similarity to a reading
+    of the query; the threshold applies to it."""
+    fusion = fusion or DEFAULT_FUSION
     async with deps.pool.acquire() as conn:
         kb = await repo.search_settings(conn, chatbot_id)
         if kb is None:
@@ -391,57 +427,82 @@ async def search(deps: KnowledgeDeps, tenant_id: uuid.UUID, chatbot_id: uuid.UUI
         embedder = deps.embedders.get(kb["embedding_provider"], kb["embedding_model"], kb["embedding_dim"])
     except EmbeddingError as exc:
         raise KnowledgeError(503, "embedding_unavailable", str(exc)) from None
-    limit = max(4 * top_k, 40)
-    exact = kb["chunks"] <= deps.settings.exact_search_max_chunks
-    vector_rows, text_rows, query_vector = await hybrid_candidates(
-        deps.pool, embedder, chatbot_id=chatbot_id, query=query, ts_config=kb["ts_config"], limit=limit,
-        exact=exact, ef_search=deps.settings.hnsw_ef_search, text_timeout_ms=deps.settings.text_search_timeout_ms)
-    return rank(vector_rows, text_rows, query_vector, top_k=top_k, threshold=threshold), kb["knowledge_version"]
+    readings = [(query.strip()[:MAX_QUERY_CHARS], 1.0)]
+    in_context = contextual_query(query, context or [])
+    if in_context is not None and fusion.context_weight > 0:
+        readings.append((in_context, fusion.context_weight))
+    stats = await deps.lexical_stats(chatbot_id, kb["knowledge_version"])
+    candidates = await gather_candidates(
+        deps.pool, embedder, chatbot_id=chatbot_id, readings=readings, ts_config=kb["ts_config"],
+        depth=max(fusion.depth, top_k), exact=kb["chunks"] <= deps.settings.exact_search_max_chunks,
+        ef_search=deps.settings.hnsw_ef_search, lexical_timeout_ms=deps.settings.text_search_timeout_ms,
+        stats=stats)
+    return rank(candidates, fusion, top_k=top_k, threshold=threshold), kb["knowledge_version"]
 
 
-async def hybrid_candidates(pool: asyncpg.Pool, embedder, *, chatbot_id: uuid.UUID, query: str, ts_config: str,
-                            limit: int, exact: bool, ef_search: int, query_vector: np.ndarray | None = None,
-                            text_timeout_ms: int = 0):
-    """Full text starts at once, on its own connection, while the query is embedded; the
-    vector search follows. (vector rows, text rows, query vector)."""
-    async def text_side():
+async def gather_candidates(pool: asyncpg.Pool, embedder, *, chatbot_id: uuid.UUID,
+                            readings: list[tuple[str, float]], ts_config: str, depth: int, exact: bool,
+                            ef_search: int, stats: tuple[int, float], lexical_timeout_ms: int = 0,
+                            vectors: list[np.ndarray] | None = None) -> list[Candidates]:
+    """Both sides of every reading. The BM25 queries start at once, each on its own
+    connection, while the readings are embedded; the vector searches follow."""
+    chunks, avgdl = stats
+
+    async def lexical(text: str):
         async with pool.acquire() as conn:
-            return await repo.text_candidates(conn, chatbot_id=chatbot_id, model=embedder.model, dim=embedder.dim,
-                                              query_text=query, ts_config=ts_config, limit=limit,
-                                              timeout_ms=text_timeout_ms)
+            return await repo.lexical_candidates(conn, chatbot_id=chatbot_id, model=embedder.model, dim=embedder.dim,
+                                                 query_text=text, ts_config=ts_config, limit=depth, chunks=chunks,
+                                                 avgdl=avgdl, timeout_ms=lexical_timeout_ms)
 
-    text_task = asyncio.create_task(text_side())
+    async def dense(vector: np.ndarray):
+        async with pool.acquire() as conn:
+            return await repo.vector_candidates(conn, chatbot_id=chatbot_id, model=embedder.model, dim=embedder.dim,
+                                                query_vector=vector, limit=depth, exact=exact, ef_search=ef_search)
+
+    lexical_tasks = [asyncio.create_task(lexical(text)) for text, _ in readings]
     try:
-        if query_vector is None:
-            query_vector = await embedder.embed_query(query)
-        async with pool.acquire() as conn:
-            vector_rows = await repo.vector_candidates(conn, chatbot_id=chatbot_id, model=embedder.model,
-                                                       dim=embedder.dim, query_vector=query_vector, limit=limit,
-                                                       exact=exact, ef_search=ef_search)
+        if vectors is None:
+            vectors = await embedder.embed_queries([text for text, _ in readings])
+        dense_rows = await asyncio.gather(*(dense(v) for v in vectors))
+        lexical_rows = await asyncio.gather(*lexical_tasks)
     except BaseException:
-        text_task.cancel()
+        for task in lexical_tasks:
+            task.cancel()
         raise
-    return vector_rows, await text_task, query_vector
+    return [Candidates(query=text, weight=weight, dense=sorted(d, key=lambda r: r["distance"]), lexical=lx,
+                       vector=v)
+            for (text, weight), d, lx, v in zip(readings, dense_rows, lexical_rows, vectors)]
 
 
-def rank(vector_rows, text_rows, query_vector: np.ndarray, *, top_k: int, threshold: float) -> list[SearchResult]:
-    """RRF over both lists; ``score`` is the cosine similarity of chunk and query."""
-    vector_rows = sorted(vector_rows, key=lambda r: r["distance"])  # relaxed order: re-sort
-    similarity = {r["id"]: 1.0 - float(r["distance"]) for r in vector_rows}
-    q = query_vector / max(float(np.linalg.norm(query_vector)), 1e-12)
-    for r in text_rows:
-        if r["id"] not in similarity:
-            v = np.asarray(r["embedding"], dtype=np.float32)
-            similarity[r["id"]] = float(v @ q / max(float(np.linalg.norm(v)), 1e-12))
+def _unit(vector: np.ndarray) -> np.ndarray:
+    return vector / max(float(np.linalg.norm(vector)), 1e-12)
+
+
+def rank(candidates: list[Candidates], fusion: Fusion, *, top_k: int, threshold: float) -> list[SearchResult]:
+    """Fuse every list; ``score`` is the chunk's best cosine similarity over the readings."""
+    similarity: dict[int, float] = {}
+    lists: list[RankedList] = []
+    for reading in candidates:
+        q = _unit(reading.vector)
+        dense_scores = [1.0 - float(r["distance"]) for r in reading.dense]
+        for r, score in zip(reading.dense, dense_scores):
+            similarity[r["id"]] = max(similarity.get(r["id"], -1.0), score)
+        for r in reading.lexical:
+            score = float(_unit(r["embedding"]) @ q)
+            similarity[r["id"]] = max(similarity.get(r["id"], -1.0), score)
+        lists.append(RankedList("dense", reading.dense, dense_scores, reading.weight * fusion.dense_weight))
+        lists.append(RankedList("lexical", reading.lexical, [float(r["bm25"]) for r in reading.lexical],
+                                reading.weight * fusion.lexical_weight,
+                                scale=float(reading.lexical[0]["query_idf"]) if reading.lexical else 1.0))
     results = []
-    for record, rrf in fuse([vector_rows, text_rows]):
+    for record, fused in fuse(lists, fusion):
         score = similarity[record["id"]]
         if score < threshold:
             continue
         results.append(SearchResult(chunk_id=record["id"], document_id=record["document_id"],
                                     title=record["title"] or "", url=record["url"],
                                     heading_path=list(record["heading_path"] or []),
-                                    snippet=record["text"][:600], score=score, rrf=rrf))
+                                    snippet=record["text"][:600], score=score, fused=fused))
         if len(results) == top_k:
             break
     return results

@@ -7,7 +7,7 @@ service calls ``POST /internal/search``.
 from __future__ import annotations
 
 import uuid
-from typing import Literal
+from typing import Annotated, Literal
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -35,9 +35,12 @@ class TextIn(BaseModel):
 
 
 class SearchIn(BaseModel):
-    query: str = Field(min_length=1, max_length=2000)
+    # a visitor's message may be long; search reads its first MAX_QUERY_CHARS
+    query: str = Field(min_length=1, max_length=8000)
     top_k: int | None = Field(None, ge=1, le=50)
     score_threshold: float | None = Field(None, ge=-1, le=1)
+    # the visitor's previous turns, oldest first: a follow-up is also searched in context
+    context: list[Annotated[str, Field(max_length=8000)]] = Field(default_factory=list, max_length=4)
 
 
 class InternalSearchIn(SearchIn):
@@ -239,7 +242,7 @@ async def search(request: web.Request) -> web.Response:
     deps, tenant_id, chatbot_id = _ids(request)
     body = await read_json(request, SearchIn)
     results, version = await service.search(deps, tenant_id, chatbot_id, body.query, top_k=body.top_k,
-                                            score_threshold=body.score_threshold)
+                                            score_threshold=body.score_threshold, context=body.context)
     return json_response({"data": [r.as_dict() for r in results], "knowledge_version": version})
 
 
@@ -282,5 +285,6 @@ async def internal_search(request: web.Request) -> web.Response:
     """For the ai service: the best passages of one chatbot, with citations."""
     body = await read_json(request, InternalSearchIn)
     results, version = await service.search(request.app[DEPS], body.tenant_id, body.chatbot_id, body.query,
-                                            top_k=body.top_k, score_threshold=body.score_threshold)
+                                            top_k=body.top_k, score_threshold=body.score_threshold,
+                                            context=body.context)
     return json_response({"data": [r.as_dict() for r in results], "knowledge_version": version})

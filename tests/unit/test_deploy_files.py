@@ -122,7 +122,7 @@ def test_dockerfile_stages_and_runtime_contract() -> None:
         "app": "python:3.11-slim-bookworm",
         "frontend-nginx": "nginx:1.27-alpine",
     }
-    assert "pip install --no-cache-dir ." in text
+    assert "pip install --no-cache-dir -c constraints.txt ." in text
     assert "EXPOSE 3000" in text
     assert "LOG_DIR=/tmp/avatarchat-logs" in text
     assert "SUPERVISOR_RUN_DIR=/tmp" in text

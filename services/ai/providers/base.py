@@ -55,14 +55,20 @@ class PromptRequest:
     # which model this attempt uses (the chatbot's, or the fallback's)
     model: str = ""
     prompt: "object | None" = None  # services.ai.prompt.Prompt, built once per reply
+    # what retrieval searched for: the standalone reading of a follow-up (the local
+    # responder matches sentences against it); the message itself when it stands alone
+    retrieval_query: str = ""
+    # a short side call (the query rewrite) asks for less than the chatbot's settings
+    max_tokens_limit: int | None = None
+    temperature_override: float | None = None
 
     @property
     def temperature(self) -> float:
-        return self.chatbot.temperature
+        return self.chatbot.temperature if self.temperature_override is None else self.temperature_override
 
     @property
     def max_tokens(self) -> int:
-        return self.chatbot.max_tokens
+        return self.chatbot.max_tokens if self.max_tokens_limit is None else self.max_tokens_limit
 
 
 @dataclass

@@ -92,6 +92,8 @@ class LocalProvider:
             return "Goodbye, and thanks for stopping by!"
         if intent == "asks_for_human":
             return "I'll let our team know you'd like to talk to a person. Someone will get back to you here."
+        if intent == "about_bot":
+            return self._about(request)
         answer = self._extract(request, result)
         if answer is None or (bot.system_prompt.strip() and _leaks(answer, bot.system_prompt)):
             result.citations = []
@@ -100,8 +102,28 @@ class LocalProvider:
             return bot.fallback_answer
         return answer
 
+    def _about(self, request: PromptRequest) -> str:
+        """Who the bot is and what it can help with: the persona's greeting, then the suggested
+        questions, else the topics of the passages retrieval found."""
+        bot = request.chatbot
+        parts = [f"I'm {bot.name}, the assistant on this website."]
+        greeting = " ".join(bot.greeting.split())
+        if greeting and not greeting.lower().startswith(("hi", "hello", "hey")):
+            parts.append(greeting)
+        topics = list(dict.fromkeys(q.strip().rstrip("?") + "?" for q in bot.suggested_questions if q.strip()))[:4]
+        if topics:
+            parts.append("You can ask me things like: " + " ".join(f"\u201c{q}\u201d" for q in topics))
+        else:
+            titles = list(dict.fromkeys(p.title for p in request.passages if p.title and p.title != "Untitled"))[:3]
+            if titles:
+                parts.append("I can answer questions about " + ", ".join(titles) + ", and more.")
+            else:
+                parts.append("Ask me anything about what we offer, and I'll answer from our information.")
+        return " ".join(parts)
+
     def _extract(self, request: PromptRequest, result: StreamResult) -> str | None:
-        question = terms(request.message)
+        # a follow-up ("how long does it take?") is matched in its standalone reading
+        question = terms(request.message) | terms(request.retrieval_query)
         if not question:
             return None
         passages = [p for p in request.passages if p.score >= request.chatbot.score_threshold][:3]

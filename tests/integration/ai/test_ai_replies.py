@@ -35,7 +35,7 @@ async def test_local_reply_is_grounded_streamed_and_cited(ai):
     assert done.timings.ttft_ms is not None
     search = ai.knowledge.requests[-1]
     assert search == {"tenant_id": str(event.tenant_id), "chatbot_id": str(event.chatbot_id),
-                      "query": event.text, "top_k": 3, "score_threshold": 0.2}
+                      "query": event.text, "top_k": 3, "score_threshold": 0.2, "context": []}
     row = await ledger(ai, event.reply_id)
     assert row["status"] == "completed" and row["knowledge_version"] == 1
 

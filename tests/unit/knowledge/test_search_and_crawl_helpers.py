@@ -1,14 +1,33 @@
 from services.knowledge.crawl import CrawlOptions, page_links, path_allowed, sitemap_locations
 from services.knowledge.repository import vector_search_sql
-from services.knowledge.service import fuse
+from services.knowledge.ranking import Fusion, RankedList, fuse
+
+
+def _lists(dense_weight=1.0, lexical_weight=1.0):
+    dense = RankedList("dense", [{"id": 1}, {"id": 2}, {"id": 3}], [0.9, 0.8, 0.7], dense_weight)
+    lexical = RankedList("lexical", [{"id": 3}, {"id": 4}], [12.0, 3.0], lexical_weight)
+    return [dense, lexical]
 
 
 def test_reciprocal_rank_fusion_rewards_agreement():
-    vector = [{"id": 1}, {"id": 2}, {"id": 3}]
-    text = [{"id": 3}, {"id": 4}]
-    fused = [record["id"] for record, _ in fuse([vector, text])]
-    assert fused[0] == 3  # second and first: beats a single first place
+    fused = [record["id"] for record, _ in fuse(_lists(), Fusion(method="rrf"))]
+    assert fused[0] == 3  # third and first: beats a single first place
     assert set(fused) == {1, 2, 3, 4}
+
+
+def test_weights_decide_between_the_sides():
+    assert [r["id"] for r, _ in fuse(_lists(lexical_weight=0.0), Fusion(method="rrf"))] == [1, 2, 3]
+    assert [r["id"] for r, _ in fuse(_lists(dense_weight=0.0), Fusion(method="rrf"))] == [3, 4]
+    # rank 1 on one side against ranks 3 and 1: a small k lets the first place win
+    assert fuse(_lists(dense_weight=3.0), Fusion(method="rrf", rrf_k=1))[0][0]["id"] == 1
+    assert [r["id"] for r, _ in fuse(_lists(lexical_weight=0.0), Fusion(method="cc"))] == [1, 2, 3]
+
+
+def test_convex_combination_normalises_each_list():
+    # BM25's scale (12 vs 3) does not swamp cosine's (0.9 vs 0.7): both map to [0, 1]
+    fused = fuse(_lists(), Fusion(method="cc"))
+    scores = {record["id"]: score for record, score in fused}
+    assert scores[1] == 1.0 and scores[3] == 1.0 and scores[4] == 0.0
 
 
 def test_small_knowledge_bases_are_searched_exactly():
