@@ -72,6 +72,19 @@ class HistoryMessage(Model):
     text: str
 
 
+# What knowledge search reads a follow-up with, besides the message itself: the visitor's
+# two previous turns and the start of the assistant's last reply, oldest first (measured on
+# the labelled set: services/knowledge/evaluation, docs/knowledge.md "Follow-ups").
+CONTEXT_VISITOR_TURNS = 2
+CONTEXT_REPLY_CHARS = 300
+
+
+def search_context(history: list[HistoryMessage]) -> list[str]:
+    visitor = [h.text for h in history if h.role == "visitor"][-CONTEXT_VISITOR_TURNS:]
+    replies = [h.text[:CONTEXT_REPLY_CHARS] for h in history if h.role == "assistant"][-1:]
+    return visitor + replies
+
+
 class Citation(Model):
     title: str
     url: str | None = None

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import aiohttp
 
+from scripts import bench_ingest
 from scripts.start_app import ROOT, supervisor_env
 
 BIN = Path(sys.executable).parent
@@ -192,7 +193,7 @@ def wait_http(url: str, seconds: float) -> None:
     raise SystemExit(f"{url} did not come up")
 
 
-async def measure() -> tuple[list[Level], list[Level]]:
+async def measure():
     gateway = f"http://127.0.0.1:{os.environ['GATEWAY_PORT']}"
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as http:
@@ -214,7 +215,11 @@ async def measure() -> tuple[list[Level], list[Level]]:
             print(f"concurrency {c}: ours {ours_levels[-1].rate:.1f}/s, baseline {base_levels[-1].rate:.1f}/s",
                   flush=True)
         provider = await measure_provider(http, gateway, admin)
-    return ours_levels, base_levels, provider
+        ingest = None
+        if not os.environ.get("BENCH_SKIP_INGEST"):
+            print("benchmarking ingestion through the platform...", flush=True)
+            ingest = await bench_ingest.measure(http, gateway, admin)
+    return ours_levels, base_levels, provider, ingest
 
 
 PROVIDER_RATE = float(os.environ.get("BENCH_PROVIDER_RATE", "50"))
@@ -318,8 +323,10 @@ def main() -> None:
                                  f"{FAKE_PROVIDER}/v1"], cwd=ROOT)
     try:
         wait_http(f"http://127.0.0.1:{os.environ['GATEWAY_PORT']}/health", 90)
-        ours, base, provider = asyncio.run(measure())
+        ours, base, provider, ingest = asyncio.run(measure())
         text = report(ours, base, provider)
+        if ingest is not None:
+            text += "\n\n" + bench_ingest.report(ingest)
     finally:
         fake.terminate()
         baseline.terminate()

@@ -62,8 +62,10 @@ def _subscribe(settings: Settings, local_embedder: Embedder | None):
         async def on_document_ingest_requested(event: ev.DocumentIngestRequestedEvent) -> None:
             await service.ingest(event, deps)
 
-        # ingestion is CPU-bound: a few documents at a time, the rest wait in the queue
-        bus.subscribe(ev.DocumentIngestRequestedEvent, on_document_ingest_requested, prefetch=2)
+        # Several documents at a time, so their passages share embedding calls (PassageBatcher);
+        # the embedding itself runs at a low CPU priority, the rest wait in the queue.
+        bus.subscribe(ev.DocumentIngestRequestedEvent, on_document_ingest_requested,
+                      prefetch=settings.ingest_concurrency)
     return subscribe
 
 

@@ -41,6 +41,17 @@ class Embedder(Protocol):
 
 
 QUERY_CACHE_SIZE = 2048
+# Passage embedding runs at a low CPU priority: it takes every idle cycle, and a
+# visitor's request (search, the other services' chat path) takes the core back at once.
+BACKGROUND_NICE = 10
+
+
+def _lower_thread_priority(nice: int) -> None:
+    """A ThreadPoolExecutor initializer: on Linux each thread has its own nice value."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+    except (AttributeError, OSError):  # not Linux, or not allowed: run at normal priority
+        pass
 
 
 class LocalEmbedder:
@@ -48,12 +59,14 @@ class LocalEmbedder:
     model = LOCAL_MODEL
     dim = 384
 
-    def __init__(self, passage_workers: int | None = None) -> None:
+    def __init__(self, passage_workers: int | None = None, *, nice: int = BACKGROUND_NICE) -> None:
         # The engine runs one call on one core (measured: a second OpenMP thread makes it
         # slower), so a batch is split over ``passage_workers`` threads, each with its own
-        # model handle. The default leaves one core to queries and the rest of the service.
-        self.passage_workers = passage_workers or max(1, (os.cpu_count() or 2) - 1)
-        self._passage_pool = ThreadPoolExecutor(self.passage_workers, thread_name_prefix="embed-passages")
+        # model handle. They run at a low priority, so the default is every core: queries
+        # (their own thread, normal priority) and the chat path take a core back at once.
+        self.passage_workers = passage_workers or max(1, os.cpu_count() or 1)
+        self._passage_pool = ThreadPoolExecutor(self.passage_workers, thread_name_prefix="embed-passages",
+                                                initializer=_lower_thread_priority, initargs=(nice,))
         self._query_pool = ThreadPoolExecutor(1, thread_name_prefix="embed-queries")
         self._local = threading.local()
         self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
@@ -141,6 +154,69 @@ class OpenAIEmbedder:
         return list(await self._embed(texts)) if texts else []
 
 
+class PassageBatcher:
+    """Gathers the passages of every document being ingested into one embedding call.
+
+    A crawl or a bulk upload is many small documents (an FAQ page, an abstract: one or two
+    chunks each). Embedded one document at a time, each call is too small to keep the
+    engine's cores busy and pays its per-call cost again. Here, while one call runs, the
+    next documents' passages queue up; the following call takes all of them (up to
+    ``max_texts``), and each document gets its own vectors back."""
+
+    def __init__(self, embedder: Embedder, *, max_texts: int = 256):
+        self.embedder = embedder
+        self.provider, self.model, self.dim = embedder.provider, embedder.model, embedder.dim
+        self.max_texts = max_texts
+        self._pending: list[tuple[list[str], asyncio.Future]] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+
+    async def embed_passages(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        future = asyncio.get_running_loop().create_future()
+        self._pending.append((list(texts), future))
+        self._wake.set()
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="passage-batcher")
+        return await future
+
+    async def embed_query(self, text: str) -> np.ndarray:
+        return await self.embedder.embed_query(text)
+
+    async def embed_queries(self, texts: list[str]) -> list[np.ndarray]:
+        return await self.embedder.embed_queries(texts)
+
+    async def _run(self) -> None:
+        while self._pending:
+            batch, size = [], 0
+            while self._pending and (not batch or size + len(self._pending[0][0]) <= self.max_texts):
+                texts, future = self._pending.pop(0)
+                if future.cancelled():
+                    continue
+                batch.append((texts, future))
+                size += len(texts)
+            if not batch:
+                continue
+            try:
+                vectors = await self.embedder.embed_passages([t for texts, _ in batch for t in texts])
+            except Exception as exc:  # noqa: BLE001 - every waiting document learns why
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            start = 0
+            for texts, future in batch:
+                if not future.done():
+                    future.set_result(vectors[start:start + len(texts)])
+                start += len(texts)
+
+    def stop(self) -> None:
+        """Stop batching (the embedder itself belongs to whoever made it)."""
+        if self._task is not None:
+            self._task.cancel()
+
+
 class Embedders:
     """The embedder of each (provider, model, dim), built once per process."""
 
@@ -157,7 +233,8 @@ class Embedders:
         embedder = self._cache.get(key)
         if embedder is None:
             if provider == "local":
-                embedder = self._local = self._local or LocalEmbedder(self._local_workers)
+                self._local = self._local or LocalEmbedder(self._local_workers)
+                embedder = PassageBatcher(self._local)
             elif provider == "openai":
                 embedder = OpenAIEmbedder(model, dim, api_key=self._openai_api_key,
                                           base_url=self._openai_base_url)
@@ -167,6 +244,9 @@ class Embedders:
         return embedder
 
     def close(self) -> None:
+        for embedder in self._cache.values():
+            if isinstance(embedder, PassageBatcher):
+                embedder.stop()
         if isinstance(self._local, LocalEmbedder):
             self._local.close()
 

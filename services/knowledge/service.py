@@ -9,7 +9,7 @@ import uuid
 from collections import OrderedDict
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace as with_changes
 from functools import partial
 from typing import Any
 
@@ -365,8 +365,10 @@ async def _fail(deps: KnowledgeDeps, event: ev.DocumentIngestRequestedEvent, rea
 CANDIDATE_DEPTH = 50
 # the query is embedded from at most this much text (the model reads 512 tokens at a time)
 MAX_QUERY_CHARS = 2000
-# the measured default (docs/knowledge.md, "Ranking")
-DEFAULT_FUSION = Fusion()
+# the measured default (docs/knowledge.md, "Ranking"): min-max cosine plus BM25 as the share
+# of the question covered, the message read with its context weighing 1.3 against 1
+DEFAULT_FUSION = Fusion(method="cc", dense_weight=1.0, lexical_weight=1.0, dense_norm="minmax",
+                        lexical_norm="absolute", context_weight=1.3, depth=CANDIDATE_DEPTH)
 
 
 @dataclass
@@ -387,8 +389,9 @@ class SearchResult:
 
 
 def contextual_query(message: str, context: list[str]) -> str | None:
-    """The message read in its conversation: the visitor's previous turns (oldest first) and
-    the new message, for a follow-up such as "how long does it take?". None without context."""
+    """The message read in its conversation (what ``common.events.search_context`` sends:
+    the visitor's previous turns and the assistant's last reply), then the new message, for a
+    follow-up such as "how long does it take?". None without context."""
     turns = [t.strip() for t in context if t and t.strip()]
     if not turns:
         return None
@@ -407,12 +410,16 @@ class Candidates:
 
 async def search(deps: KnowledgeDeps, tenant_id: uuid.UUID, chatbot_id: uuid.UUID, query: str, *,
                  top_k: int | None = None, score_threshold: float | None = None, context: list[str] | None = None,
-                 fusion: Fusion | None = None) -> tuple[list[SearchResult], int]:
+                 fusion: Fusion | None = None, mode: str = "hybrid") -> tuple[list[SearchResult], int]:
     """Hybrid search of one chatbot's knowledge: dense vectors and BM25, fused (``ranking``).
     With ``context`` (the visitor's previous turns) the message is also searched in context
     and both readings are fused. ``score`` is the chunk's best cosine similarity to a reading
     of the query; the threshold applies to it."""
     fusion = fusion or DEFAULT_FUSION
+    if mode == "dense":
+        fusion = with_changes(fusion, lexical_weight=0.0)
+    elif mode == "lexical":
+        fusion = with_changes(fusion, dense_weight=0.0)
     async with deps.pool.acquire() as conn:
         kb = await repo.search_settings(conn, chatbot_id)
         if kb is None:

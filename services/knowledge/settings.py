@@ -24,12 +24,17 @@ class Settings(settings_for("knowledge")):
     extract_timeout_s: float = Field(120.0, validation_alias="KNOWLEDGE_EXTRACT_TIMEOUT")
     openai_api_key: str | None = Field(None, validation_alias="OPENAI_API_KEY")
     openai_base_url: str | None = Field(None, validation_alias="OPENAI_BASE_URL")
-    # HNSW search breadth; iterative scans keep going until enough rows pass the chatbot filter
-    hnsw_ef_search: int = Field(100, validation_alias="KNOWLEDGE_HNSW_EF_SEARCH")
-    # a knowledge base this small is searched exactly (filter + sort, ~1.6 us per chunk):
-    # perfect recall in a few ms; larger ones use the HNSW index with an iterative scan
-    exact_search_max_chunks: int = Field(3_000, validation_alias="KNOWLEDGE_EXACT_SEARCH_MAX_CHUNKS")
+    # HNSW search breadth; iterative scans keep going until enough rows pass the chatbot
+    # filter. Measured on real e5 vectors of one chatbot among twelve (5k chunks each):
+    # recall@10 against exact search 0.86 at 100, 0.99 at 400.
+    hnsw_ef_search: int = Field(400, validation_alias="KNOWLEDGE_HNSW_EF_SEARCH")
+    # a knowledge base this small is searched exactly (filter + sort, ~1 us per chunk):
+    # perfect recall within the latency budget (10k chunks: p50 ~10 ms); larger ones use the
+    # HNSW index with an iterative scan
+    exact_search_max_chunks: int = Field(20_000, validation_alias="KNOWLEDGE_EXACT_SEARCH_MAX_CHUNKS")
     # the full-text half of a search gives up after this (the vector half still answers)
-    text_search_timeout_ms: int = Field(30, validation_alias="KNOWLEDGE_TEXT_SEARCH_TIMEOUT_MS")
+    text_search_timeout_ms: int = Field(100, validation_alias="KNOWLEDGE_TEXT_SEARCH_TIMEOUT_MS")
     # threads embedding passages (one core each); default: all cores but one
     embed_workers: int | None = Field(None, validation_alias="KNOWLEDGE_EMBED_WORKERS")
+    # documents ingested at once: their passages are embedded together
+    ingest_concurrency: int = Field(8, ge=1, le=64, validation_alias="KNOWLEDGE_INGEST_CONCURRENCY")

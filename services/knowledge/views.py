@@ -41,6 +41,8 @@ class SearchIn(BaseModel):
     score_threshold: float | None = Field(None, ge=-1, le=1)
     # the visitor's previous turns, oldest first: a follow-up is also searched in context
     context: list[Annotated[str, Field(max_length=8000)]] = Field(default_factory=list, max_length=4)
+    # one side alone, to see what each contributes (the console's search box, the ranking test)
+    mode: Literal["hybrid", "dense", "lexical"] = "hybrid"
 
 
 class InternalSearchIn(SearchIn):
@@ -242,7 +244,8 @@ async def search(request: web.Request) -> web.Response:
     deps, tenant_id, chatbot_id = _ids(request)
     body = await read_json(request, SearchIn)
     results, version = await service.search(deps, tenant_id, chatbot_id, body.query, top_k=body.top_k,
-                                            score_threshold=body.score_threshold, context=body.context)
+                                            score_threshold=body.score_threshold, context=body.context,
+                                            mode=body.mode)
     return json_response({"data": [r.as_dict() for r in results], "knowledge_version": version})
 
 
@@ -286,5 +289,5 @@ async def internal_search(request: web.Request) -> web.Response:
     body = await read_json(request, InternalSearchIn)
     results, version = await service.search(request.app[DEPS], body.tenant_id, body.chatbot_id, body.query,
                                             top_k=body.top_k, score_threshold=body.score_threshold,
-                                            context=body.context)
+                                            context=body.context, mode=body.mode)
     return json_response({"data": [r.as_dict() for r in results], "knowledge_version": version})

@@ -44,9 +44,11 @@ class Query:
     question: str
     relevant: list[str]
 
-    def context(self, turns: int = 2) -> list[str]:
-        """The visitor's previous messages, oldest first (what the ai service sends along)."""
-        return [t.text for t in self.history if t.role == "visitor"][-turns:]
+    def context(self) -> list[str]:
+        """What the ai service sends knowledge along with a follow-up (common.events.search_context)."""
+        from common.events import HistoryMessage, search_context
+
+        return search_context([HistoryMessage(role=t.role, text=t.text) for t in self.history])
 
 
 @dataclass
