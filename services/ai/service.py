@@ -277,7 +277,7 @@ async def _generate(event: ev.AiReplyRequestedEvent, deps: ReplyDeps, cancel_eve
     await deps.bus.publish(ev.AiReplyStartedEvent(**ids))
 
     search = SearchResult()
-    retrieval = Retrieval(query=event.text, standalone=event.text)
+    retrieval = Retrieval(query=event.text)
     if deps.knowledge is not None:
         retrieval = await plan_retrieval(event, deps)
         search = await deps.knowledge.search(event.tenant_id, event.chatbot_id, retrieval.query,

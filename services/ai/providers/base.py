@@ -55,8 +55,7 @@ class PromptRequest:
     # which model this attempt uses (the chatbot's, or the fallback's)
     model: str = ""
     prompt: "object | None" = None  # services.ai.prompt.Prompt, built once per reply
-    # what retrieval searched for: the standalone reading of a follow-up (the local
-    # responder matches sentences against it); the message itself when it stands alone
+    # the standalone rewrite of a follow-up that retrieval searched for, if an LLM wrote one
     retrieval_query: str = ""
     # a short side call (the query rewrite) asks for less than the chatbot's settings
     max_tokens_limit: int | None = None

@@ -15,6 +15,8 @@ import asyncio
 import re
 from typing import AsyncIterator
 
+import snowballstemmer
+
 from services.ai.analysis import classify_intent
 from services.ai.prompt import build_prompt, estimate_tokens
 from services.ai.providers.base import Passage, PromptRequest, StreamResult
@@ -22,6 +24,7 @@ from services.ai.providers.base import Passage, PromptRequest, StreamResult
 _WORDS = re.compile(r"\S+\s*")
 _TERM = re.compile(r"[a-z0-9][a-z0-9'-]*")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
+_MARKERS = re.compile(r"\s*\[\d{1,2}\]")
 
 STOPWORDS = frozenset("""
 a about above after again all am an and any are as at be because been before being below between both
@@ -53,15 +56,12 @@ MAX_SENTENCES = 3
 MAX_CHARS = 480
 
 
-def _stem(word: str) -> str:
-    for suffix in ("ing", "ies", "es", "s", "ed"):
-        if len(word) > len(suffix) + 2 and word.endswith(suffix):
-            return word[: -len(suffix)] + ("y" if suffix == "ies" else "")
-    return word
+_STEMMER = snowballstemmer.stemmer("english")
 
 
 def terms(text: str) -> set[str]:
-    return {_stem(w.strip("'-")) for w in _TERM.findall(text.lower()) if w not in STOPWORDS and len(w) > 1}
+    words = [w.strip("'-") for w in _TERM.findall(text.lower()) if w not in STOPWORDS and len(w) > 1]
+    return set(_STEMMER.stemWords(words))
 
 
 def sentences(text: str) -> list[str]:
@@ -122,22 +122,29 @@ class LocalProvider:
         return " ".join(parts)
 
     def _extract(self, request: PromptRequest, result: StreamResult) -> str | None:
-        # a follow-up ("how long does it take?") is matched in its standalone reading
-        question = terms(request.message) | terms(request.retrieval_query)
-        if not question:
+        question = terms(request.message)
+        # A follow-up ("how long does it take?") is read with what it refers to: the standalone
+        # rewrite when there is one, else the visitor's previous turns. Its own words count
+        # double, and sentences the last replies already said are not said again.
+        context = terms(request.retrieval_query) if request.retrieval_query else set().union(
+            *(terms(h.text) for h in request.history[-4:] if h.role == "visitor"))
+        context -= question
+        said = {s for h in request.history[-4:] if h.role == "assistant" for s in sentences(_MARKERS.sub("", h.text))}
+        if not question and not context:
             return None
-        passages = [p for p in request.passages if p.score >= request.chatbot.score_threshold][:3]
+        passages = [p for p in request.passages if p.score >= request.chatbot.score_threshold][:5]
         candidates: list[tuple[float, int, int, str]] = []  # (score, passage rank, position, sentence)
         for rank, passage in enumerate(passages):
             title_terms = terms(passage.title)
             for position, sentence in enumerate(sentences(passage.snippet)):
-                if INSTRUCTION_LIKE.search(sentence):
+                if INSTRUCTION_LIKE.search(sentence) or sentence in said:
                     continue
-                overlap = len(question & terms(sentence))
+                words = terms(sentence)
+                overlap = 2 * len(question & words) + len(context & words)
                 if not overlap:
                     continue
                 # overlap first; a passage ranked higher, and one whose title matches, breaks ties
-                score = overlap + 0.5 * len(question & title_terms) / len(question) - 0.1 * rank
+                score = overlap + 0.5 * len(question & title_terms) / max(len(question), 1) - 0.1 * rank
                 candidates.append((score, rank, position, sentence))
         if not candidates:
             return None
