@@ -79,9 +79,11 @@ CONTEXT_VISITOR_TURNS = 2
 CONTEXT_REPLY_CHARS = 300
 
 
-def search_context(history: list[HistoryMessage]) -> list[str]:
+def search_context(history: list[HistoryMessage], *, fallback_answer: str = "") -> list[str]:
+    """A reply that was the persona's fallback says nothing about the topic: it is left out."""
     visitor = [h.text for h in history if h.role == "visitor"][-CONTEXT_VISITOR_TURNS:]
-    replies = [h.text[:CONTEXT_REPLY_CHARS] for h in history if h.role == "assistant"][-1:]
+    replies = [h.text[:CONTEXT_REPLY_CHARS] for h in history
+               if h.role == "assistant" and h.text.strip() != fallback_answer.strip()][-1:]
     return visitor + replies
 
 

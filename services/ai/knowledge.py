@@ -50,7 +50,8 @@ class KnowledgeClient:
                                 document_id=_str(item.get("document_id")), chunk_id=_str(item.get("chunk_id")),
                                 heading_path=item.get("heading_path"))
                         for item in data.get("data") or [] if item.get("snippet")]
-            passages.sort(key=lambda p: -p.score)
+            # knowledge returns them best first by its fused ranking; ``score`` is only the
+            # cosine similarity, so re-sorting by it would undo the lexical side
             version = data.get("knowledge_version")
             return SearchResult(passages=passages[:top_k] if top_k else passages,
                                 knowledge_version=int(version) if version is not None else None)

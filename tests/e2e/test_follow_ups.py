@@ -61,6 +61,14 @@ async def test_a_follow_up_in_the_widget_is_answered_from_the_knowledge(api, sho
     await stream.response.release()
 
 
+async def test_a_question_in_another_language_finds_the_english_answer(api, shop):
+    conv = await api.conversation(shop["embed_id"])
+    stream = await api.stream(shop["embed_id"], conv)
+    answer = await ask(api, shop, conv, stream, "Wann habt ihr am Samstag geöffnet?", 1)
+    assert "10:00 to 17:00" in answer["text"] and answer["citations"], answer["text"]
+    await stream.response.release()
+
+
 async def test_a_follow_up_through_the_openai_sdk_uses_the_history_in_messages(stack, shop):
     client = openai.AsyncOpenAI(base_url=f"{stack.gateway}/api/v1", api_key=shop["key"], max_retries=0, timeout=60)
     first = await client.chat.completions.create(model=shop["chatbot"]["id"], messages=[
@@ -74,3 +82,29 @@ async def test_a_follow_up_through_the_openai_sdk_uses_the_history_in_messages(s
     text = reply.choices[0].message.content
     assert text != DEMO_CHATBOT["persona"]["fallback_answer"]
     assert "working day" in text or "within an hour" in text, text
+
+
+ODD_QUESTIONS = [
+    "?",                                                     # no words at all
+    "the of and to is it a",                                 # stop words only
+    ("Could you tell me about your repairs " * 110)[:4000],  # as long as a message may be
+    "ᚠᚢᚦᚨᚱᚲ ᚷᚹᚺᚾ",                                           # a script no tokenizer here knows
+    "🚲🚲🔧❓",
+]
+
+
+async def test_odd_questions_get_an_answer_or_the_fallback_never_an_error(api, shop):
+    conv = await api.conversation(shop["embed_id"])
+    stream = await api.stream(shop["embed_id"], conv)
+    for n, question in enumerate(ODD_QUESTIONS):
+        status, body = await api.say(shop["embed_id"], conv, question, f"odd{n}")
+        assert status == 202, (question, body)
+        events = await stream.until("message.end", timeout=30)
+        assert not [e for e in events if e.event == "error"], question
+        assert events[-1].data["text"].strip(), question
+    await stream.response.release()
+    # the tenant's own search box takes the same inputs
+    for question in ODD_QUESTIONS:
+        status, body = await api.call("POST", f"/api/v1/chatbots/{shop['chatbot']['id']}/knowledge/search",
+                                      key=shop["key"], json={"query": question[:2000]})
+        assert status == 200, (question, body)

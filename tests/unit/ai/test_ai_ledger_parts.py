@@ -44,14 +44,16 @@ def test_vault_round_trip_and_wrong_secret():
     assert mask("short") == "..."
 
 
-async def test_knowledge_search_returns_passages(knowledge_fake):
+async def test_knowledge_search_keeps_the_fused_order(knowledge_fake):
+    """Knowledge ranks by fusing vectors and BM25; ``score`` is only the cosine, so the order
+    knowledge returns is kept (A first here, although B's cosine is higher)."""
     knowledge_fake.passages = [{"title": "A", "snippet": "alpha", "score": 0.4, "url": "https://a.test"},
                                {"title": "B", "snippet": "beta", "score": 0.9}]
     knowledge_fake.version = 7
     async with aiohttp.ClientSession() as session:
         result = await KnowledgeClient(session, knowledge_fake.url).search(uuid.uuid4(), uuid.uuid4(), "q",
                                                                            top_k=5, score_threshold=0.1)
-    assert [p.title for p in result.passages] == ["B", "A"] and result.knowledge_version == 7
+    assert [p.title for p in result.passages] == ["A", "B"] and result.knowledge_version == 7
     assert knowledge_fake.requests[0]["query"] == "q" and knowledge_fake.requests[0]["top_k"] == 5
 
 
