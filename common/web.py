@@ -21,6 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ValidationError
 
 from common import metrics
+from common.availability import DATABASE, unavailable_dependency
 from common.bus import Bus
 from common.db import OutboxRelay, create_pool
 from common.logging import bind_contextvars, configure_logging, get_logger
@@ -108,9 +109,28 @@ async def error_middleware(request: web.Request, handler):
                               json.loads(exc.json(include_url=False, include_context=False)))
     except asyncio.CancelledError:
         raise
-    except Exception:  # noqa: BLE001 - the one place that turns surprises into a JSON 500
+    except Exception as exc:  # noqa: BLE001 - the one place that turns surprises into a JSON 500
+        dependency = unavailable_dependency(exc)
+        if dependency is not None:
+            # the database or another service is away for a moment: the client should retry
+            _log_unavailable(dependency, exc)
+            return error_response(503, "unavailable",
+                                  "the service is briefly unavailable; please retry in a few seconds",
+                                  {"dependency": dependency}, headers={"Retry-After": str(RETRY_AFTER_S)})
         log.exception("unhandled_error", path=request.path)
         return error_response(500, "internal_error", "something went wrong on our side")
+
+
+RETRY_AFTER_S = 5
+_last_unavailable_log: dict[str, float] = {}
+
+
+def _log_unavailable(dependency: str, exc: BaseException) -> None:
+    """At most one line per dependency every 10 s: an outage must not flood the log."""
+    now = time.monotonic()
+    if now - _last_unavailable_log.get(dependency, -1e9) >= 10:
+        _last_unavailable_log[dependency] = now
+        log.warning("dependency_unavailable", dependency=dependency, error=repr(exc)[:300])
 
 
 async def read_json(request: web.Request, model: type[M], *, max_bytes: int = MAX_JSON_BYTES) -> M:
@@ -203,6 +223,22 @@ async def _check_bus(app: web.Application) -> dict:
     return {}
 
 
+async def _check_consumers(app: web.Application) -> dict:
+    held = app[BUS].held
+    if held:
+        raise RuntimeError(f"taking no events while waiting for: {', '.join(f'{d} ({s} s)' for d, s in held.items())}")
+    return {}
+
+
+def _outbox_check(relay: OutboxRelay):
+    async def check(app: web.Application) -> dict:
+        if not relay.listening:
+            # still delivered, by the one-second poll: slower, not lost
+            raise RuntimeError("not listening for outbox notifications; events wait for the poll")
+        return {}
+    return check
+
+
 def make_app(settings: ServiceSettings, *, middlewares: list | None = None,
              client_max_size: int = 1024 ** 2) -> web.Application:
     configure_logging(settings.service, settings.log_level)
@@ -250,9 +286,16 @@ def service_context(migrations: Path, *, pool: asyncpg.Pool | None = None, bus: 
             await app[BUS].connect()
         app[HEALTH_CHECKS]["database"] = _check_db
         app[HEALTH_CHECKS]["broker"] = _check_bus
+        # while the database is away, the bus holds this service's consumers and probes it
+        # (and then replaces the pool's connections to the old server at once, instead of
+        # letting each fail once more)
+        app[BUS].add_probe(DATABASE, lambda: app[POOL].fetchval("SELECT 1"),
+                           on_back=app[POOL].expire_connections)
         relay = OutboxRelay(app[POOL], app[BUS]) if outbox else None
         if relay:
             await relay.start()
+            app[HEALTH_CHECKS]["outbox"] = _outbox_check(relay)
+        app[HEALTH_CHECKS]["consumers"] = _check_consumers
         if subscribe is not None:
             subscribe(app, app[BUS])
             await app[BUS].start_consuming()
