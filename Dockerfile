@@ -60,16 +60,25 @@ RUN groupadd --system --gid 10001 app \
 
 WORKDIR /app
 
+# Dependencies first (pinned by constraints.txt), in their own layer: a change to our code
+# then rebuilds only the small layer below.
 COPY pyproject.toml constraints.txt ./
+RUN --mount=type=secret,id=ca,required=false \
+    if [ -f /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi; \
+    python -c "import tomllib; print('\\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
+    && pip install --no-cache-dir -c constraints.txt -r /tmp/requirements.txt \
+    && rm /tmp/requirements.txt
+
 COPY common/ ./common/
 COPY services/ ./services/
 COPY scripts/ ./scripts/
 COPY supervisord.conf ./
 
-# Installs the project and its pinned dependencies (declared in pyproject.toml).
+# The project itself, against the dependencies installed above (its build backend still
+# comes from the package registry).
 RUN --mount=type=secret,id=ca,required=false \
     if [ -f /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi; \
-    pip install --no-cache-dir -c constraints.txt .
+    pip install --no-cache-dir --no-deps -c constraints.txt .
 
 # uid:gid of the `app` user created above; numeric so that runtimes enforcing
 # runAsNonRoot can verify it without reading /etc/passwd.

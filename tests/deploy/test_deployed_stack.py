@@ -360,7 +360,9 @@ def test_unreachable_postgres_or_rabbitmq_keeps_the_container_unhealthy_and_says
 
 # --- operations ---------------------------------------------------------------------------------
 
-def test_a_backup_restores_into_a_fresh_postgres(deployment: Deployment, shop: dict, tmp_path):
+def test_a_backup_restores_into_a_fresh_postgres(deployment: Deployment, shop: dict, public: Http, tmp_path):
+    status, conversation, _ = public.call("POST", f"/api/widget/v1/{shop['chatbot']['embed_id']}/conversations")
+    assert status == 201, conversation  # so every service's database holds something
     backup_dir = tmp_path / "backup"
     source = deployment.container("postgres")
     scripts_env = {**os.environ, "DOCKER": DOCKER}

@@ -131,9 +131,10 @@ def test_dockerfile_stages_and_runtime_contract() -> None:
         "frontend-nginx": "nginx:1.27-alpine",
         "postgres": "pgvector/pgvector:pg17",
     }
-    assert "pip install --no-cache-dir -c constraints.txt ." in text
+    assert "pip install --no-cache-dir -c constraints.txt -r /tmp/requirements.txt" in text
+    assert "pip install --no-cache-dir --no-deps -c constraints.txt ." in text
     # the CA bundle for the package registries is a build secret, never a layer
-    assert text.count("--mount=type=secret,id=ca,required=false") == 2
+    assert text.count("--mount=type=secret,id=ca,required=false") == 3
     assert "COPY scripts/postgres-init.sh /docker-entrypoint-initdb.d/" in text
     assert "AVATARCHAT_ENV=production" in text
     assert "EXPOSE 3000" in text
