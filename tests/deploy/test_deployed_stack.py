@@ -363,15 +363,26 @@ def test_unreachable_postgres_or_rabbitmq_keeps_the_container_unhealthy_and_says
 def test_a_backup_restores_into_a_fresh_postgres(deployment: Deployment, shop: dict, public: Http, tmp_path):
     status, conversation, _ = public.call("POST", f"/api/widget/v1/{shop['chatbot']['embed_id']}/conversations")
     assert status == 201, conversation  # so every service's database holds something
-    backup_dir = tmp_path / "backup"
+    env = deployment.env
     source = deployment.container("postgres")
+
+    def count(container: str, svc: str, sql: str) -> str:
+        # as the service's own role, over TCP with its password: what the service would see
+        password = env[f"SERVICE_PASSWORD_{svc.upper()}DB"]
+        return docker("exec", "-e", f"PGPASSWORD={password}", container, "psql", "-h", "127.0.0.1", "-U",
+                      f"avatarchat_{svc}", "-d", f"avatarchat_{svc}", "-Atc", sql).stdout.strip()
+
+    deadline = time.monotonic() + 60
+    while count(source, "analytics", "SELECT count(*) FROM events") == "0":  # analytics consumes in batches
+        assert time.monotonic() < deadline, "analytics recorded no event"
+        time.sleep(0.5)
+    backup_dir = tmp_path / "backup"
     scripts_env = {**os.environ, "DOCKER": DOCKER}
     proc = subprocess.run(["bash", str(ROOT / "scripts" / "backup.sh"), source, str(backup_dir)],
                           capture_output=True, text=True, timeout=300, env=scripts_env)
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in backup_dir.glob("*.dump")) == sorted(f"avatarchat_{s}.dump" for s in DB_SERVICES)
     # a fresh Postgres from our image, as on a new server (the same generated passwords)
-    env = deployment.env
     db_env = [a for svc in DB_SERVICES
               for a in ("-e", f"{svc.upper()}_DB_PASSWORD={env[f'SERVICE_PASSWORD_{svc.upper()}DB']}")]
     fresh = deployment.run_extra("restored", "--network", "none", "-e", "POSTGRES_PASSWORD=fresh-" + env["SERVICE_PASSWORD_POSTGRES"],
@@ -385,16 +396,11 @@ def test_a_backup_restores_into_a_fresh_postgres(deployment: Deployment, shop: d
                               capture_output=True, text=True, timeout=300, env=scripts_env)
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
 
-        def count(container: str, svc: str, sql: str) -> str:
-            # as the service's own role, over TCP with its password: what the service would see
-            password = env[f"SERVICE_PASSWORD_{svc.upper()}DB"]
-            return docker("exec", "-e", f"PGPASSWORD={password}", container, "psql", "-h", "127.0.0.1", "-U",
-                          f"avatarchat_{svc}", "-d", f"avatarchat_{svc}", "-Atc", sql).stdout.strip()
 
         for svc, sql in (("gateway", "SELECT count(*) FROM tenants"), ("gateway", "SELECT count(*) FROM chatbots"),
                          ("knowledge", "SELECT count(*) FROM chunks WHERE embedding IS NOT NULL"),
                          ("conversation", "SELECT count(*) FROM conversations"),
-                         ("analytics", "SELECT count(*) FROM processed_events")):
+                         ("analytics", "SELECT count(*) FROM events")):
             original, restored = count(source, svc, sql), count(fresh, svc, sql)
             assert restored == original and int(original) > 0, (svc, sql, original, restored)
         # pgvector works in the restored database
