@@ -214,6 +214,13 @@ def _ca_never_in_an_image() -> None:
             sys.exit(f"the CA bundle ended up in {app_image(target)}: {found}")
 
 
+def _remove_leftovers() -> None:
+    """The suite tears down after itself; this covers a pytest that was itself killed."""
+    from tests.deploy.conftest import Deployment, coolify_variables
+
+    Deployment(env=coolify_variables()).remove_everything()  # any values: compose only needs them set
+
+
 # --- main -------------------------------------------------------------------------------------
 
 def main() -> int:
@@ -234,8 +241,11 @@ def main() -> int:
         with phase("deploy suite (pytest tests/deploy)"):
             env = {**os.environ, "AVATARCHAT_DEPLOY_TEST": "1", "AVATARCHAT_DEPLOY_WORK": str(WORK),
                    "AVATARCHAT_DEPLOY_IMAGE_PREFIX": IMAGE_PREFIX, "DOCKER_BIN": DOCKER}
-            status = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "tests/deploy",
-                                     *sys.argv[1:]], cwd=ROOT, env=env).returncode
+            try:
+                status = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "tests/deploy",
+                                         *sys.argv[1:]], cwd=ROOT, env=env).returncode
+            finally:
+                _remove_leftovers()
     finally:
         total = time.monotonic() - started
         say("timings:")
