@@ -66,10 +66,13 @@ def test_every_container_is_healthy_and_only_the_proxy_is_published(deployment: 
 def test_admin_creates_a_tenant_and_the_tenant_a_chatbot(shop: dict, public: Http):
     status, chatbot, _ = public.call("GET", f"/api/v1/chatbots/{shop['chatbot']['id']}", key=shop["key"])
     assert status == 200 and chatbot["name"] == DEMO_CHATBOT["name"]
-    # the embed snippet and the widget point at the public address Coolify gave us
+    # the snippet a tenant pastes points at the public address Coolify gave us
+    status, snippet, _ = public.call("GET", f"/api/v1/chatbots/{chatbot['id']}/embed-snippet", key=shop["key"])
+    assert status == 200, snippet
+    assert f'src="{PUBLIC_URL}/embed.js" data-embed-id="{chatbot["embed_id"]}"' in snippet["snippet"]
+    # and a visitor's widget finds the chatbot
     status, config, _ = public.call("GET", f"/api/widget/v1/{chatbot['embed_id']}/config")
-    assert status == 200, config
-    assert config["name"] == DEMO_CHATBOT["name"]
+    assert status == 200 and config["name"] == DEMO_CHATBOT["name"], config
 
 
 def test_a_document_is_uploaded_and_indexed(shop: dict, public: Http):
