@@ -218,6 +218,11 @@ def test_clients_behind_the_proxy_get_their_own_rate_limit_buckets(deployment: D
     for forged in (CLIENT_IPS[1], "198.51.100.77"):
         assert _hammer(deployment, a, url, 10, forged=forged).count(429) >= 6  # a refill or two at most
     assert _hammer(deployment, b, url, 5, forged=CLIENT_IPS[0]) == [200] * 5
+    # nginx's frame-policy subrequest (loading the chat frame) counts against the visitor's own
+    # address too, not against nginx's: A is refused, B is not
+    frame = f"http://{PROXY_IP}/widget/?embed_id={shop['chatbot']['embed_id']}"
+    assert _hammer(deployment, a, frame, 3).count(200) <= 1
+    assert _hammer(deployment, b, frame, 3) == [200] * 3
     # the gateway believes X-Forwarded-For from nginx only: a container on the compose network
     # that talks to it directly and claims to be client A keeps its own bucket
     probe = deployment.run_extra("probe", "--network", COMPOSE_NET, "--entrypoint", "sleep", APP_IMAGE, "infinity")
