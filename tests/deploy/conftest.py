@@ -60,9 +60,9 @@ def coolify_variables() -> dict[str, str]:
     # the domain Coolify would generate for frontend:8080; here, the proxy stand-in on loopback
     env["SERVICE_URL_FRONTEND"] = env["SERVICE_URL_FRONTEND_8080"] = PUBLIC_URL
     # Optional variables an operator sets in Coolify's UI: nginx believes X-Forwarded-For from
-    # the compose network's range only (our clients sit elsewhere), and a platform LLM that
-    # the operator runs on the same network.
-    env["TRUSTED_PROXY_RANGES"] = "172.16.0.0/12"
+    # Docker's own address pools, where the compose network (and so the proxy) lives, and not
+    # from the clients' network (10.213.x); and a platform LLM the operator runs on the network.
+    env["TRUSTED_PROXY_RANGES"] = "172.16.0.0/12 192.168.0.0/16"
     env["OPENAI_API_KEY"] = "sk-operator-" + _generated(16)
     env["OPENAI_BASE_URL"] = "http://fake-llm:8000/v1"
     return env
@@ -253,8 +253,9 @@ def deployment():
         took = d.up()
         d.record("cold start to healthy (empty volumes)", f"{took:.1f} s")
         subnet = d.compose_subnet()
-        assert subnet.subnet_of(ipaddress.ip_network(d.env["TRUSTED_PROXY_RANGES"])), (
-            f"the compose network {subnet} is outside the proxy ranges the suite configures")
+        trusted = [ipaddress.ip_network(r) for r in d.env["TRUSTED_PROXY_RANGES"].split()]
+        assert any(subnet.subnet_of(r) for r in trusted), (
+            f"Docker gave the compose network {subnet}, outside the proxy ranges the suite trusts")
         d.start_edge()
         yield d
     finally:
