@@ -6,7 +6,15 @@ from typing import Any
 import aiohttp
 
 from common.logging import get_contextvars
+from common.settings import INTERNAL_KEY_HEADER
 from common.web import ApiError
+
+
+def internal_session(internal_api_key: str | None, **kwargs) -> aiohttp.ClientSession:
+    """The client session for calls to other services' /internal/ routes: every request it
+    makes carries the internal credential (when one is configured)."""
+    headers = {INTERNAL_KEY_HEADER: internal_api_key} if internal_api_key else {}
+    return aiohttp.ClientSession(headers=headers, **kwargs)
 
 
 class InternalClient:

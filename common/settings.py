@@ -13,6 +13,10 @@ from typing import ClassVar
 from pydantic import AliasChoices, Field, create_model
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# The header every internal HTTP call carries when INTERNAL_API_KEY is set (see common/web.py).
+INTERNAL_KEY_HEADER = "X-Internal-Key"
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+
 SERVICE_PORTS = {
     "gateway": 3000,
     "conversation": 3010,
@@ -37,12 +41,17 @@ def _default_instance_id() -> str:
 
 
 class ServiceSettings(BaseSettings):
-    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+    # hide_input_in_errors: a validation error must never print the environment (secrets) into a log
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True, hide_input_in_errors=True)
 
     service: ClassVar[str] = ""
 
     amqp_url: str = Field("amqp://guest:guest@127.0.0.1:5672/", validation_alias="AMQP_URL")
-    bind_host: str = Field("127.0.0.1", validation_alias="BIND_HOST")
+    # `production` (the image sets it) refuses development defaults for secrets
+    environment: str = Field("development", validation_alias="AVATARCHAT_ENV")
+    # Shared by every program: each /internal/ route requires it, every internal client sends it.
+    # Needed whenever a service other than the gateway listens beyond loopback.
+    internal_api_key: str | None = Field(None, validation_alias="INTERNAL_API_KEY")
     log_level: str = Field("INFO", validation_alias="LOG_LEVEL")
     instance_id: str = Field(default_factory=_default_instance_id, validation_alias="INSTANCE_ID")
     # Seconds a SIGTERM waits for in-flight handlers and streams before exiting.
@@ -52,6 +61,14 @@ class ServiceSettings(BaseSettings):
     bus_retry_delay_ms: int = Field(500, validation_alias="BUS_RETRY_DELAY_MS")
     bus_prefetch: int = Field(64, validation_alias="BUS_PREFETCH")
     db_pool_max: int = Field(10, validation_alias="DB_POOL_MAX")
+
+
+def listen_problem(settings: ServiceSettings) -> str | None:
+    """Why this service must not start listening as configured, or None."""
+    if settings.service == "gateway" or settings.bind_host in LOOPBACK_HOSTS or settings.internal_api_key:
+        return None
+    return (f"{settings.service} would listen on {settings.bind_host} with its /internal/ routes open: "
+            "set INTERNAL_API_KEY (the same value in every container) or keep it on 127.0.0.1")
 
 
 def settings_for(name: str, base: type[ServiceSettings] = ServiceSettings) -> type[ServiceSettings]:
@@ -65,6 +82,9 @@ def settings_for(name: str, base: type[ServiceSettings] = ServiceSettings) -> ty
         __base__=base,
         database_url=(str, Field(validation_alias=AliasChoices(f"{upper}_DATABASE_URL", "DATABASE_URL"))),
         port=(int, Field(SERVICE_PORTS[name], validation_alias=f"{upper}_PORT")),
+        # <NAME>_BIND_HOST wins over BIND_HOST, so one container can put only the gateway on
+        # its network interface and keep the five internal services on loopback
+        bind_host=(str, Field("127.0.0.1", validation_alias=AliasChoices(f"{upper}_BIND_HOST", "BIND_HOST"))),
     )
     cls.service = name
     return cls

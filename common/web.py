@@ -9,12 +9,15 @@ and the outbox relay, and on shutdown stops consuming and lets in-flight work fi
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import time
 import uuid
 from pathlib import Path
 from typing import Any, Awaitable, Callable, TypeVar
+from urllib.parse import urlsplit
 
+import aio_pika
 import asyncpg
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -25,7 +28,7 @@ from common.availability import DATABASE, unavailable_dependency
 from common.bus import Bus
 from common.db import OutboxRelay, create_pool
 from common.logging import bind_contextvars, configure_logging, get_logger
-from common.settings import ServiceSettings
+from common.settings import INTERNAL_KEY_HEADER, ServiceSettings, listen_problem
 
 log = get_logger(__name__)
 
@@ -133,6 +136,21 @@ def _log_unavailable(dependency: str, exc: BaseException) -> None:
         log.warning("dependency_unavailable", dependency=dependency, error=repr(exc)[:300])
 
 
+@web.middleware
+async def internal_auth_middleware(request: web.Request, handler):
+    """Every /internal/ route needs the shared internal credential when one is configured
+    (always in production), so a service reachable from other containers serves only our own."""
+    expected = request.app[SETTINGS].internal_api_key
+    if expected and (request.path == "/internal" or request.path.startswith("/internal/")):
+        given = request.headers.get(INTERNAL_KEY_HEADER, "")
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            log.warning("internal_request_refused", path=request.path, remote=request.remote,
+                        reason="missing credential" if not given else "wrong credential")
+            return error_response(401, "unauthorized", "internal routes need the internal credential",
+                                  {"header": INTERNAL_KEY_HEADER})
+    return await handler(request)
+
+
 async def read_json(request: web.Request, model: type[M], *, max_bytes: int = MAX_JSON_BYTES) -> M:
     """Parse a JSON body into ``model`` with clear 4xx errors for every way it can be wrong."""
     if request.content_type != "application/json":
@@ -202,6 +220,8 @@ async def health(request: web.Request) -> web.Response:
                             **(detail or {})}
         except Exception as exc:  # noqa: BLE001 - a failed check is reported, not raised
             checks[name] = {"ok": False, "error": repr(exc)[:300]}
+            # the operator reads why a container is unhealthy in its log
+            log.warning("health_check_failed", check=name, error=repr(exc)[:300])
     ok = all(c["ok"] for c in checks.values())
     body = {"status": "ok" if ok else "degraded", "service": request.app[SETTINGS].service,
             "instance": request.app[SETTINGS].instance_id, "checks": checks}
@@ -242,7 +262,8 @@ def _outbox_check(relay: OutboxRelay):
 def make_app(settings: ServiceSettings, *, middlewares: list | None = None,
              client_max_size: int = 1024 ** 2) -> web.Application:
     configure_logging(settings.service, settings.log_level)
-    app = web.Application(middlewares=[context_middleware, error_middleware, *(middlewares or [])],
+    app = web.Application(middlewares=[context_middleware, error_middleware, internal_auth_middleware,
+                                       *(middlewares or [])],
                           client_max_size=client_max_size)
     app[SETTINGS] = settings
     app[HEALTH_CHECKS] = {}
@@ -276,14 +297,16 @@ def service_context(migrations: Path, *, pool: asyncpg.Pool | None = None, bus: 
     async def ctx(app: web.Application):
         settings = app[SETTINGS]
         own_pool = pool is None
-        app[POOL] = pool or await create_pool(settings.database_url, vector=vector,
-                                              max_size=settings.db_pool_max, migrations=migrations)
+        app[POOL] = pool or await until_reachable(
+            "postgres", settings.database_url,
+            lambda: create_pool(settings.database_url, vector=vector, max_size=settings.db_pool_max,
+                                migrations=migrations))
         own_bus = bus is None
         app[BUS] = bus or Bus(settings.amqp_url, settings.service, prefetch=settings.bus_prefetch,
                               max_retries=settings.bus_max_retries,
                               retry_delay_ms=settings.bus_retry_delay_ms)
         if own_bus:
-            await app[BUS].connect()
+            await until_reachable("rabbitmq", settings.amqp_url, app[BUS].connect)
         app[HEALTH_CHECKS]["database"] = _check_db
         app[HEALTH_CHECKS]["broker"] = _check_bus
         # while the database is away, the bus holds this service's consumers and probes it
@@ -312,10 +335,52 @@ def service_context(migrations: Path, *, pool: asyncpg.Pool | None = None, bus: 
     return ctx
 
 
+T = TypeVar("T")
+# Errors that mean "not reachable (yet)": refused, unknown host, timeouts, starting up,
+# wrong password or missing database. Anything else (a broken migration, say) still crashes.
+_UNREACHABLE = (OSError, asyncio.TimeoutError, ConnectionError,
+                asyncpg.exceptions.PostgresConnectionError, asyncpg.exceptions.CannotConnectNowError,
+                asyncpg.exceptions.InvalidAuthorizationSpecificationError,
+                asyncpg.exceptions.InvalidCatalogNameError, asyncpg.exceptions.TooManyConnectionsError,
+                asyncpg.exceptions.InterfaceError, aio_pika.exceptions.AMQPConnectionError)
+
+
+async def until_reachable(dependency: str, url: str, connect: Callable[[], Awaitable[T]], *,
+                          max_delay_s: float = 10.0) -> T:
+    """Retry ``connect`` until it works, saying in the log what is unreachable and why.
+
+    Start-up waits here before the port opens, so the service (and its container) stays
+    unhealthy instead of failing requests while reporting healthy.
+    """
+    delay, attempt = 0.5, 0
+    while True:
+        attempt += 1
+        try:
+            return await connect()
+        except _UNREACHABLE as exc:
+            error = str(exc) or type(exc).__name__
+        log.error("dependency_unreachable", dependency=dependency, at=_where(url), attempt=attempt,
+                  error=error[:300], retry_in_s=delay)
+        await asyncio.sleep(delay)
+        delay = min(max_delay_s, delay * 2)
+
+
+def _where(url: str) -> str:
+    """host:port of a URL, never its credentials."""
+    try:
+        parts = urlsplit(url)
+        return f"{parts.hostname}:{parts.port}" if parts.port else str(parts.hostname)
+    except ValueError:
+        return "an unparseable URL"
+
+
 def run(app_factory: Callable[[], Awaitable[web.Application] | web.Application],
         settings: ServiceSettings) -> None:
     """Serve until SIGTERM/SIGINT; aiohttp then runs on_shutdown (close streams) and cleanup."""
     configure_logging(settings.service, settings.log_level)
+    problem = listen_problem(settings)
+    if problem:
+        raise SystemExit(problem)
     web.run_app(app_factory(), host=settings.bind_host, port=settings.port,
                 shutdown_timeout=settings.shutdown_timeout, access_log=None, print=None,
                 handle_signals=True)

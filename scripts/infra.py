@@ -47,7 +47,7 @@ def _secrets() -> dict:
     path = DATA / "secrets.json"
     data = json.loads(path.read_text()) if path.exists() else {}
     changed = False
-    for key in ["postgres", "admin_api_key", "visitor_token_secret", "secret_key",
+    for key in ["postgres", "admin_api_key", "visitor_token_secret", "secret_key", "internal_api_key",
                 *[f"db_{svc}" for svc in SERVICES]]:
         if key not in data:
             data[key] = secrets.token_urlsafe(24)
@@ -249,6 +249,11 @@ def ensure(profile: str) -> Path:
         frontend_port = 18080 + slot
         for i, svc in enumerate(SERVICES):
             env[f"{svc.upper()}_PORT"] = str(TEST_PORT_BASE + 100 * slot + 10 * i)
+    if profile == "run":
+        # `make run` checks the internal credential as production does (the test profile leaves
+        # it out, so integration tests can call /internal/ routes in-process; the end-to-end
+        # stack sets its own)
+        env["INTERNAL_API_KEY"] = os.environ.get("INTERNAL_API_KEY") or passwords["internal_api_key"]
     env["FRONTEND_PORT"] = str(frontend_port)
     env["PUBLIC_BASE_URL"] = os.environ.get("PUBLIC_BASE_URL") or f"http://127.0.0.1:{frontend_port}"
     # the gateway sits behind nginx: the client's address is the hop nginx adds

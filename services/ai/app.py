@@ -12,7 +12,8 @@ from common import events as ev
 from common.bus import Bus
 from common.logging import get_logger
 from common.settings import service_url
-from common.web import POOL, make_app, service_context
+from common.http import internal_session
+from common.web import POOL, SETTINGS, make_app, service_context
 from services.ai import repository
 from services.ai.keyvault import KeyVault
 from services.ai.knowledge import KnowledgeClient
@@ -32,7 +33,7 @@ DEPS = web.AppKey("deps", ReplyDeps)
 
 async def _http_session(app: web.Application):
     """One client session for internal HTTP (knowledge search), closed on shutdown."""
-    app[HTTP] = aiohttp.ClientSession()
+    app[HTTP] = internal_session(app[SETTINGS].internal_api_key)
     yield
     await app[HTTP].close()
 

@@ -1,6 +1,9 @@
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from common.settings import settings_for
+
+
+DEV_SECRET_KEY = "dev-insecure-secret-key"
 
 
 class Settings(settings_for("ai")):
@@ -24,8 +27,9 @@ class Settings(settings_for("ai")):
     anthropic_api_key: str | None = Field(None, validation_alias="ANTHROPIC_API_KEY")
     anthropic_base_url: str | None = Field(None, validation_alias="ANTHROPIC_BASE_URL")
     anthropic_default_model: str = Field("claude-haiku-4-5", validation_alias="ANTHROPIC_DEFAULT_MODEL")
-    # tenant keys are stored encrypted with a key derived from this
-    secret_key: str = Field("dev-insecure-secret-key", validation_alias="SECRET_KEY")
+    # tenant keys are stored encrypted with a key derived from this; the default is for
+    # development only and production refuses it
+    secret_key: str = Field(DEV_SECRET_KEY, validation_alias="SECRET_KEY")
 
     # JSON file {"model": {"prompt": usd_per_1m, "completion": usd_per_1m}} overriding defaults
     prices_file: str | None = Field(None, validation_alias="AI_PRICES_FILE")
@@ -36,3 +40,9 @@ class Settings(settings_for("ai")):
     knowledge_timeout_s: float = Field(3.0, validation_alias="AI_KNOWLEDGE_TIMEOUT_SECONDS")
     history_token_budget: int = Field(1500, validation_alias="AI_HISTORY_TOKEN_BUDGET")
     knowledge_token_budget: int = Field(3000, validation_alias="AI_KNOWLEDGE_TOKEN_BUDGET")
+
+    @model_validator(mode="after")
+    def _no_default_secret_in_production(self):
+        if self.environment == "production" and self.secret_key in ("", DEV_SECRET_KEY):
+            raise ValueError("SECRET_KEY is not set: production refuses the development default")
+        return self

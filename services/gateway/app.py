@@ -9,7 +9,7 @@ import asyncpg
 from aiohttp import web
 
 from common.bus import Bus
-from common.http import InternalClient
+from common.http import InternalClient, internal_session
 from common.logging import get_logger
 from common.settings import SERVICE_PORTS, service_url
 from common.web import BUS, HEALTH_CHECKS, POOL, SHUTDOWN_HOOKS, make_app, service_context
@@ -17,6 +17,7 @@ from common.web import BUS, HEALTH_CHECKS, POOL, SHUTDOWN_HOOKS, make_app, servi
 from services.gateway import (analytics_routes, api, auth, avatar_routes, chat_api, feedback_routes,  # noqa: F401
                               knowledge_routes, ratelimit, views, widget)
 from services.gateway.clients import CONVERSATION, INTERNAL
+from services.gateway.proxies import TrustedProxies
 from services.gateway.settings import Settings
 from services.gateway.stream import StreamHub
 
@@ -26,7 +27,8 @@ log = get_logger(__name__)
 
 
 async def _clients_ctx(app: web.Application):
-    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200))
+    settings = app[views.SETTINGS_KEY]
+    session = internal_session(settings.internal_api_key, connector=aiohttp.TCPConnector(limit=200))
     app[INTERNAL] = {name: InternalClient(session, service_url(name), name) for name in BACKENDS}
     app[CONVERSATION] = app[INTERNAL]["conversation"]
     yield
@@ -73,22 +75,23 @@ async def _check_services(app: web.Application) -> dict:
     return {"services": results}
 
 
-def client_ip(request: web.Request, trust_forwarded: bool) -> str:
-    if trust_forwarded:
-        forwarded = request.headers.get("X-Forwarded-For", "")
-        if forwarded:
-            return forwarded.split(",")[-1].strip()
-    return request.remote or "unknown"
+async def client_ip(request: web.Request, proxies: TrustedProxies | None) -> str:
+    """The visitor's address: from X-Forwarded-For only when TRUST_FORWARDED_FOR is on and the
+    request came from a trusted proxy (nginx); otherwise the peer's own address."""
+    if proxies is None:
+        return request.remote or "unknown"
+    return await proxies.client_ip(request)
 
 
 def _limiter(settings: Settings):
+    proxies = TrustedProxies(settings.trusted_proxies) if settings.trust_forwarded_for else None
+
     async def limit(request: web.Request, principal: auth.Principal | None) -> None:
         pool = request.app[POOL]
         if principal is not None:
             await ratelimit.enforce(request, pool, principal.key_id, settings.key_limit)
         else:
-            await ratelimit.enforce(request, pool, client_ip(request, settings.trust_forwarded_for),
-                                    settings.ip_limit)
+            await ratelimit.enforce(request, pool, await client_ip(request, proxies), settings.ip_limit)
     return limit
 
 

@@ -17,8 +17,11 @@ class Settings(settings_for("gateway")):
     rate_limit_key_per_min: int = Field(600, validation_alias="RATE_LIMIT_KEY_PER_MINUTE")
     rate_limit_visitor_per_min: int = Field(20, validation_alias="RATE_LIMIT_VISITOR_PER_MINUTE")
     rate_limit_ip_per_min: int = Field(300, validation_alias="RATE_LIMIT_IP_PER_MINUTE")
-    # behind nginx, the client's address is the last X-Forwarded-For hop nginx added
+    # Behind nginx, the client's address comes from X-Forwarded-For, but only on requests whose
+    # peer is one of TRUSTED_PROXIES (addresses, CIDR ranges or host names such as `frontend`);
+    # anyone else's header is ignored, so a client cannot pick its own rate-limit bucket.
     trust_forwarded_for: bool = Field(False, validation_alias="TRUST_FORWARDED_FOR")
+    trusted_proxies: str = Field("127.0.0.1,::1", validation_alias="TRUSTED_PROXIES")
 
     @property
     def key_limit(self) -> Limit:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -60,6 +61,8 @@ def stack(tmp_path_factory):
     log_dir = tmp_path_factory.mktemp("logs")
     env = supervisor_env({**os.environ, "LOG_DIR": str(log_dir), "SUPERVISOR_RUN_DIR": str(run_dir),
                           "SSE_PING_SECONDS": "1", "SHUTDOWN_TIMEOUT": "10",
+                          # every internal call in the real layout carries the credential
+                          "INTERNAL_API_KEY": secrets.token_urlsafe(24),
                           # the key and IP limits are tested in-process with small numbers; here
                           # they would only throttle the fuzzer. Visitors keep the real limit.
                           "RATE_LIMIT_KEY_PER_MINUTE": "1000000", "RATE_LIMIT_IP_PER_MINUTE": "1000000"})
