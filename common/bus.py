@@ -39,12 +39,24 @@ class BusError(RuntimeError):
     pass
 
 
+class Defer(Exception):
+    """Raised by a handler for an event that cannot be handled *yet* (its predecessor in a
+    conversation has not arrived): it comes back after ``delay_s``, without counting as a
+    failed attempt."""
+
+    def __init__(self, delay_s: float, reason: str = ""):
+        super().__init__(reason or f"deferred for {delay_s} s")
+        self.delay_s = delay_s
+
+
 @dataclass
 class _Subscription:
     event_cls: type[Event]
     handler: Handler
     queue: str
     prefetch: int
+    # events with the same key are handled one at a time, in delivery order
+    ordered_by: Callable[[Any], Any] | None = None
 
 
 Probe = Callable[[], Awaitable[Any]]
@@ -76,6 +88,7 @@ class Bus:
         self._durable_consumers: list[tuple[_Subscription, AbstractQueue, str]] = []
         self._inflight: set[asyncio.Task] = set()
         # dependency holds: while a dependency is away, this process takes no events
+        self._key_locks: dict[Any, asyncio.Lock] = {}
         self._probes: dict[str, Probe] = {BROKER: self._probe_broker}
         self._on_back: dict[str, Probe] = {}
         self._held: dict[str, float] = {}          # dependency -> since (monotonic)
@@ -152,16 +165,19 @@ class Bus:
 
     # --- consuming -------------------------------------------------------------------------
 
-    def subscribe(self, event_cls: type[Event], handler: Handler, *, prefetch: int | None = None) -> None:
+    def subscribe(self, event_cls: type[Event], handler: Handler, *, prefetch: int | None = None,
+                  ordered_by: Callable[[Any], Any] | None = None) -> None:
         """Register ``handler`` for ``event_cls`` on this service's durable queue.
 
         The handler must be idempotent (see ``common.db.claim``); the message is acked when it
-        returns, retried when it raises.
+        returns, retried when it raises. With ``ordered_by`` (e.g. the conversation id), events
+        with the same key run one after the other in the order the queue delivered them, while
+        events of different keys still run side by side.
         """
         if event_cls not in SUBSCRIPTIONS.get(self.service, ()):
             raise BusError(f"{self.service} does not subscribe to {event_cls.name()} in common/topology.py")
         self._subscriptions.append(_Subscription(
-            event_cls, handler, queue_name(event_cls, self.service), prefetch or self.prefetch))
+            event_cls, handler, queue_name(event_cls, self.service), prefetch or self.prefetch, ordered_by))
 
     async def start_consuming(self) -> None:
         assert self.connection is not None
@@ -277,11 +293,14 @@ class Bus:
         with bound_contextvars(correlation_id=event.correlation_id, event=name,
                                event_id=str(event.event_id), tenant_id=str(event.tenant_id)):
             try:
-                await sub.handler(event)
+                await self._run_handler(sub, event)
             except asyncio.CancelledError:
                 await self._requeue(message)
                 raise
             except Exception as exc:  # noqa: BLE001 - held, or retried then dead-lettered
+                if isinstance(exc, Defer):
+                    await self._defer(sub, message, exc)
+                    return
                 dependency = unavailable_dependency(exc)
                 if dependency is not None:
                     # not this event's fault: it goes back untouched and waits for the dependency
@@ -293,6 +312,31 @@ class Bus:
                 return
             await message.ack()
             metrics.EVENTS_CONSUMED.labels(self.service, name).inc()
+
+    async def _run_handler(self, sub: _Subscription, event: Event) -> None:
+        if sub.ordered_by is None:
+            await sub.handler(event)
+            return
+        # asyncio.Lock wakes waiters first come, first served, and deliveries start their
+        # tasks in delivery order: same-key events run in the order the queue gave them
+        key = sub.ordered_by(event)
+        lock = self._key_locks.setdefault(key, asyncio.Lock())
+        try:
+            async with lock:
+                await sub.handler(event)
+        finally:
+            if not lock.locked() and not getattr(lock, "_waiters", None):
+                self._key_locks.pop(key, None)
+
+    async def _defer(self, sub: _Subscription, message: AbstractIncomingMessage, deferral: Defer) -> None:
+        """Back through the retry queue after the delay, its attempt count unchanged."""
+        try:
+            await self._copy_to(retry_queue(sub.queue), message, {}, expiration_ms=max(1, int(deferral.delay_s * 1000)))
+        except Exception:  # noqa: BLE001 - could not park it: let the broker give it back
+            await self._requeue(message)
+            return
+        await message.ack()
+        metrics.EVENTS_DEFERRED.labels(self.service, sub.event_cls.name()).inc()
 
     async def _requeue(self, message: AbstractIncomingMessage) -> None:
         try:
@@ -422,6 +466,17 @@ class Bus:
 
         tag = await self._stream_queue.consume(on_message, no_ack=True)
         self._consumers.append((self._stream_queue, tag))
+
+    def on_reconnect(self, callback: Callable[[], Any]) -> None:
+        """``callback()`` runs each time the connection to the broker came back. Transient
+        stream events published while it was away are gone; the gateway closes its SSE
+        streams then, and each client reconnects with Last-Event-ID, which replays what it missed."""
+        assert self.connection is not None
+
+        def fire(*_args) -> None:
+            log.info("broker_reconnected")
+            callback()
+        self.connection.reconnect_callbacks.add(fire)
 
     async def bind_stream(self, routing_key: str) -> None:
         assert self._stream_queue is not None, "open_stream() first"

@@ -61,6 +61,10 @@ class ServiceSettings(BaseSettings):
     bus_retry_delay_ms: int = Field(500, validation_alias="BUS_RETRY_DELAY_MS")
     bus_prefetch: int = Field(64, validation_alias="BUS_PREFETCH")
     db_pool_max: int = Field(10, validation_alias="DB_POOL_MAX")
+    # How long a visitor waits for a reply at most. The conversation service owns it (its
+    # watchdog fails overdue replies, and a message that waited out a long outage is failed,
+    # not answered late); ai gives up a little earlier, the gateway's stream a little later.
+    reply_deadline_s: float = Field(180.0, validation_alias="REPLY_DEADLINE_SECONDS")
 
 
 def listen_problem(settings: ServiceSettings) -> str | None:

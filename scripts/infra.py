@@ -147,10 +147,33 @@ def ensure_embedded_postgres(password: str) -> str:
         say(f"starting embedded PostgreSQL on 127.0.0.1:{port}")
         _run_as_pg_user([
             str(bindir / "pg_ctl"), "-D", str(pgdata), "-l", str(pgdata / "server.log"), "-w", "-t", "60",
-            "-o", f"-p {port} -c listen_addresses=127.0.0.1 -k {pgdata} -c max_connections=300 "
-                  "-c shared_buffers=256MB -c fsync=on",
-            "start"], stdout=subprocess.DEVNULL)
+            "-o", _pg_options(port, pgdata), "start"], stdout=subprocess.DEVNULL)
     return f"postgresql://postgres:{quote(password)}@127.0.0.1:{port}/postgres"
+
+
+def embedded_postgres_running() -> bool:
+    return _pg_running(_pg_bin(), DATA / "postgres")
+
+
+def stop_embedded_postgres(mode: str = "immediate") -> None:
+    """Stop this checkout's embedded Postgres; ``immediate`` is a crash (no shutdown checkpoint,
+    clients cut off), as the fault tests use it."""
+    _run_as_pg_user([str(_pg_bin() / "pg_ctl"), "-D", str(DATA / "postgres"), "-m", mode, "-w", "stop"],
+                    stdout=subprocess.DEVNULL)
+
+
+def start_embedded_postgres() -> None:
+    """Start it again on the port it had (after stop_embedded_postgres)."""
+    port = int((DATA / "postgres.port").read_text())
+    pgdata = DATA / "postgres"
+    _run_as_pg_user([
+        str(_pg_bin() / "pg_ctl"), "-D", str(pgdata), "-l", str(pgdata / "server.log"), "-w", "-t", "120",
+        "-o", _pg_options(port, pgdata), "start"], stdout=subprocess.DEVNULL)
+
+
+def _pg_options(port: int, pgdata: Path) -> str:
+    return (f"-p {port} -c listen_addresses=127.0.0.1 -k {pgdata} -c max_connections=300 "
+            "-c shared_buffers=256MB -c fsync=on")
 
 
 async def ensure_databases(admin_url: str, prefix: str, passwords: dict) -> dict[str, str]:
@@ -259,6 +282,8 @@ def ensure(profile: str) -> Path:
     # the gateway sits behind nginx: the client's address is the hop nginx adds
     env["TRUST_FORWARDED_FOR"] = "true"
     env["AVATAR_STORAGE_DIR"] = str(DATA / f"avatars-{profile}")
+    # the fault suite crash-stops the database: it must be ours (not one POSTGRES_URL names)
+    env["AVATARCHAT_EMBEDDED_POSTGRES"] = "false" if os.environ.get("POSTGRES_URL") else "true"
     if profile == "test":
         # the tests' stand-in LLM providers listen on loopback
         env["AI_ALLOW_PRIVATE_PROVIDER_URLS"] = "true"

@@ -42,7 +42,7 @@ def _subscribe(settings: Settings):
     def subscribe(app: web.Application, bus: Bus) -> None:
         registry = ProviderRegistry(settings, app[POOL], app[VAULT])
         app[REGISTRY] = registry
-        policy = ReplyPolicy(deadline_s=settings.reply_deadline_s,
+        policy = ReplyPolicy(deadline_s=settings.ai_deadline_s,
                              first_token_timeout_s=settings.first_token_timeout_s,
                              retries=settings.provider_retries, backoff_s=settings.retry_backoff_s,
                              chunk_interval_s=settings.chunk_interval_ms / 1000)
@@ -57,7 +57,9 @@ def _subscribe(settings: Settings):
         async def on_ai_reply_requested(event: ev.AiReplyRequestedEvent) -> None:
             await generate_reply(event, deps)
 
-        bus.subscribe(ev.AiReplyRequestedEvent, on_ai_reply_requested)
+        # a conversation's replies stream one after the other, in the order they were asked
+        bus.subscribe(ev.AiReplyRequestedEvent, on_ai_reply_requested,
+                      ordered_by=lambda event: event.conversation_id)
     return subscribe
 
 

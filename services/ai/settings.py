@@ -12,13 +12,18 @@ class Settings(settings_for("ai")):
     allow_private_provider_urls: bool = Field(False, validation_alias="AI_ALLOW_PRIVATE_PROVIDER_URLS")
     # coalesce provider deltas into chunks at most this often (the first goes out at once)
     chunk_interval_ms: float = Field(40.0, validation_alias="CHUNK_INTERVAL_MS")
-    # the whole reply, provider and fallback included, must finish within this
-    reply_deadline_s: float = Field(120.0, validation_alias="AI_REPLY_DEADLINE_SECONDS")
     # one attempt must produce its first token within this, else the next attempt starts
     first_token_timeout_s: float = Field(20.0, validation_alias="AI_FIRST_TOKEN_TIMEOUT_SECONDS")
     # retries of a retryable error on the same provider before moving to the fallback
     provider_retries: int = Field(2, validation_alias="AI_PROVIDER_RETRIES")
     retry_backoff_s: float = Field(0.5, validation_alias="AI_RETRY_BACKOFF_SECONDS")
+
+    @property
+    def ai_deadline_s(self) -> float:
+        """The whole reply, provider and fallback included: REPLY_DEADLINE_SECONDS less a
+        margin, so the ai's own, more precise failure reaches the visitor before conversation's
+        watchdog would fail the reply."""
+        return max(5.0, self.reply_deadline_s - 30.0)
 
     # platform provider keys; a tenant's own key (PUT /internal/tenants/.../provider-keys) wins
     openai_api_key: str | None = Field(None, validation_alias="OPENAI_API_KEY")

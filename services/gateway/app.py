@@ -16,6 +16,7 @@ from common.web import BUS, HEALTH_CHECKS, POOL, SHUTDOWN_HOOKS, make_app, servi
 # importing these modules registers their operations
 from services.gateway import (analytics_routes, api, auth, avatar_routes, chat_api, feedback_routes,  # noqa: F401
                               knowledge_routes, ratelimit, views, widget)
+from services.gateway import repository
 from services.gateway.clients import CONVERSATION, INTERNAL
 from services.gateway.proxies import TrustedProxies
 from services.gateway.settings import Settings
@@ -39,6 +40,8 @@ async def _stream_ctx(app: web.Application):
     hub = StreamHub(app[BUS])
     app[widget.HUB] = hub
     await app[BUS].open_stream(hub.dispatch)
+    # stream events sent while the broker was away are lost: clients reconnect and replay
+    app[BUS].on_reconnect(hub.close_all)
     yield
 
 
@@ -48,6 +51,8 @@ async def _purge_ctx(app: web.Application):
             await asyncio.sleep(300)
             try:
                 await ratelimit.purge(app[POOL])
+                async with app[POOL].acquire() as conn:
+                    await repository.purge_message_seqs(conn)
             except Exception:  # noqa: BLE001 - next round
                 log.warning("rate_limit_purge_failed", exc_info=True)
     task = asyncio.create_task(loop())

@@ -110,6 +110,19 @@ async def count_message(conn, tenant_id: uuid.UUID, month: date, quota: int) -> 
     return used is not None and used <= quota
 
 
+async def next_message_seq(conn, conversation_id: uuid.UUID) -> int:
+    return await conn.fetchval(
+        "INSERT INTO conversation_sequences AS s (conversation_id, last_seq) VALUES ($1, 1) "
+        "ON CONFLICT (conversation_id) DO UPDATE SET last_seq = s.last_seq + 1, updated_at = now() "
+        "RETURNING last_seq", conversation_id)
+
+
+async def purge_message_seqs(conn, older_than_days: int = 30) -> None:
+    """A conversation quiet for a month starts counting again (conversation accepts that)."""
+    await conn.execute("DELETE FROM conversation_sequences WHERE updated_at < now() - make_interval(days => $1)",
+                       older_than_days)
+
+
 async def uncount_message(conn, tenant_id: uuid.UUID, month: date) -> None:
     await conn.execute("UPDATE monthly_usage SET messages = messages - 1 WHERE tenant_id = $1 AND month = $2 "
                        "AND messages > 0", tenant_id, month)

@@ -10,6 +10,7 @@ import asyncio
 import uuid
 from urllib.parse import urlsplit
 
+import aio_pika
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse
 from pydantic import Field
@@ -170,22 +171,30 @@ async def accept_message(app: web.Application, chatbot, conversation_id: uuid.UU
     # the same client message id always maps to the same message id: retries are harmless
     message_id = uuid.uuid5(conversation_id, client_message_id)
     month = month_start()
-    async with app[POOL].acquire() as conn:
+    async with app[POOL].acquire() as conn, conn.transaction():
         quota = await conn.fetchval("SELECT monthly_message_quota FROM tenants WHERE id = $1", chatbot["tenant_id"])
         if not await repository.count_message(conn, chatbot["tenant_id"], month, quota):
             raise ApiError(403, "quota_exceeded", "this chatbot has used its messages for the month")
+        # the order this conversation's messages are answered in, whichever gateway took them
+        seq = await repository.next_message_seq(conn, conversation_id)
     event = ev.VisitorMessageReceivedEvent(
         tenant_id=chatbot["tenant_id"], chatbot_id=chatbot["id"], conversation_id=conversation_id,
         visitor_id=visitor_id, message_id=message_id, client_message_id=client_message_id,
-        text=text, chatbot=snapshot(chatbot), history=history, channel=channel)
+        text=text, chatbot=snapshot(chatbot), history=history, channel=channel, seq=seq)
     try:
         await app[BUS].publish(event)
-    except (BusError, ConnectionError, asyncio.TimeoutError, RuntimeError) as exc:
+    except (BusError, ConnectionError, asyncio.TimeoutError, RuntimeError, aio_pika.exceptions.AMQPError) as exc:
         log.error("message_not_accepted", error=repr(exc))
         async with app[POOL].acquire() as conn:
             await repository.uncount_message(conn, chatbot["tenant_id"], month)
         raise ApiError(503, "unavailable", "the message could not be accepted; try again",
                        headers={"Retry-After": "2"}) from None
+    try:  # the gateway holding the visitor's stream starts waiting for the reply
+        await app[BUS].publish(ev.VisitorMessageAcceptedEvent(
+            tenant_id=chatbot["tenant_id"], chatbot_id=chatbot["id"], conversation_id=conversation_id,
+            message_id=message_id))
+    except Exception:  # noqa: BLE001 - a transient marker; the message itself is safe
+        log.debug("accepted_marker_not_sent", exc_info=True)
     return message_id
 
 
@@ -222,7 +231,8 @@ async def stream(ctx: Ctx) -> web.StreamResponse:
             headers.update({"Access-Control-Allow-Origin": origin, "Vary": "Origin"})
         resp = EventSourceResponse(ping_interval=settings.sse_ping_s, headers=headers)
         await resp.prepare(request)
-        visitor_stream = VisitorStream(resp, settings.animation_wait_s)
+        # a little after conversation's own deadline, whose failure (with the reply) comes first
+        visitor_stream = VisitorStream(resp, settings.animation_wait_s, settings.reply_deadline_s + 15)
         if last is not None:
             seq, ended = last
             replies = await request.app[CONVERSATION].request(

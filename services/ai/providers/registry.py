@@ -78,7 +78,7 @@ class ProviderRegistry:
         provider = self._clients.get(key)
         if provider is None:
             # read: the longest silence between two chunks; the first token has its own limit
-            timeout = httpx2.Timeout(self.settings.reply_deadline_s, connect=5.0,
+            timeout = httpx2.Timeout(self.settings.ai_deadline_s, connect=5.0,
                                      read=max(self.settings.first_token_timeout_s, 5.0))
             if name == "openai":
                 provider = OpenAIProvider(openai.AsyncOpenAI(api_key=api_key, base_url=base_url or None,
