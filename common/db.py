@@ -143,7 +143,10 @@ class OutboxRelay:
 
     @property
     def listening(self) -> bool:
-        return self._listen_conn is not None and not self._listen_conn.is_closed()
+        try:
+            return self._listen_conn is not None and not self._listen_conn.is_closed()
+        except asyncpg.InterfaceError:  # the pool took it back (closing)
+            return False
 
     async def start(self) -> None:
         await self._listen()
@@ -190,7 +193,10 @@ class OutboxRelay:
             except asyncio.CancelledError:
                 pass
         await self._unlisten()
-        await self.drain()
+        try:
+            await self.drain()
+        except Exception as exc:  # noqa: BLE001 - the rows stay; the next start publishes them
+            log.warning("outbox_not_drained_at_stop", error=repr(exc)[:200])
 
     def _on_notify(self, *_args) -> None:
         self._wake.set()
