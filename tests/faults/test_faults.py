@@ -1,6 +1,6 @@
 """Faults under steady traffic, on the real supervisord.conf, Postgres and RabbitMQ.
 
-Ten visitors send about 20 messages a second between them (every third turn two back to
+Sixty visitors send about 20 messages a second between them (now and then two back to
 back), each on its own SSE stream, as the widget does. During that traffic one fault at a
 time: ``kill -9`` of each program, a broker restart, Postgres crash-stopped for 30 s and for
 90 s. Afterwards, for every message accepted with 202: its reply completed, or it failed and
@@ -147,6 +147,7 @@ async def test_nothing_accepted_is_lost(api, stack, shop, fault):  # noqa: F811 
             else:
                 failed_unseen += 1
     accepted = traffic.accepted
+    assert not traffic.errors, traffic.errors
     await _figures_match(api, shop["key"], shop["tenant_id"], timeout=120)
     assert dead_letters() == {name: 0 for name in dead_letters()}
     p50_before, p50_after = statistics.median(before), statistics.median(after)
@@ -154,6 +155,7 @@ async def test_nothing_accepted_is_lost(api, stack, shop, fault):  # noqa: F811 
                "failed_unseen": failed_unseen, "lost": accepted - completed - failed_seen - failed_unseen,
                "refused_after_retries": sum(v.refused for v in traffic.visitors),
                "client_retries": sum(v.retries for v in traffic.visitors),
+               "throttled": sum(v.throttled for v in traffic.visitors),
                "stream_reconnects": sum(v.reconnects for v in traffic.visitors),
                "away_s": round(away_s, 1), "recovery_s": round(recovered - fault_at - away_s, 1),
                "turn_p50_ms_before": round(p50_before, 1), "turn_p50_ms_after": round(p50_after, 1)}

@@ -30,6 +30,7 @@ class Visitor:
     sent: list[Sent] = field(default_factory=list)           # accepted, in send order
     refused: int = 0                                         # gave up on (never accepted)
     retries: int = 0
+    throttled: int = 0                                       # 429s (the visitor rate limit)
     reply_of: dict[str, str] = field(default_factory=dict)   # reply id -> message id (message.start)
     ended: dict[str, float] = field(default_factory=dict)    # reply id -> monotonic time of message.end
     failed: set[str] = field(default_factory=set)            # reply ids (or message ids) the visitor saw fail
@@ -114,7 +115,9 @@ class Visitor:
                         sent = Sent(index, client_id, time.monotonic(), body["message_id"])
                         self.sent.append(sent)
                         return sent
-                    if resp.status not in (502, 503, 504):
+                    if resp.status == 429:  # sending quickly: the visitor waits, as the widget asks
+                        self.throttled += 1
+                    elif resp.status not in (502, 503, 504):
                         raise AssertionError(f"message refused with {resp.status}: {body}")
                     wait = float(resp.headers.get("Retry-After") or delay)
             except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError):
@@ -136,14 +139,16 @@ QUESTIONS = ["When are you open on Saturday?", "Do you repair e-bikes?", "How mu
 
 class Traffic:
     """``visitors`` conversations, together sending about ``rate`` messages a second; every
-    third turn a visitor sends two messages back to back (their order must hold)."""
+    third turn a visitor sends two messages back to back (their order must hold). Each
+    visitor stays under the per-visitor rate limit (20 a minute) on average."""
 
-    def __init__(self, http: aiohttp.ClientSession, base: str, embed_id: str, *, visitors: int = 10,
+    def __init__(self, http: aiohttp.ClientSession, base: str, embed_id: str, *, visitors: int = 60,
                  rate: float = 20.0):
         self.visitors = [Visitor(http, base, embed_id, n) for n in range(visitors)]
         self.interval = visitors / rate
         self._tasks: list[asyncio.Task] = []
         self._sending = asyncio.Event()
+        self.errors: list[BaseException] = []
 
     async def start(self) -> None:
         for visitor in self.visitors:
@@ -154,11 +159,17 @@ class Traffic:
             self._tasks.append(asyncio.create_task(self._talk(visitor)))
 
     async def _talk(self, visitor: Visitor) -> None:
+        try:
+            await self._turns(visitor)
+        except Exception as exc:  # noqa: BLE001 - reported by the test, not lost in a task
+            self.errors.append(exc)
+
+    async def _turns(self, visitor: Visitor) -> None:
         index = 0
         await asyncio.sleep(visitor.number * self.interval / len(self.visitors))  # spread the visitors
         while self._sending.is_set():
             started = time.monotonic()
-            burst = 2 if index % 3 == 2 else 1
+            burst = 2 if index % 4 == 2 else 1
             for _ in range(burst):
                 await visitor.send(index, QUESTIONS[index % len(QUESTIONS)])
                 index += 1
