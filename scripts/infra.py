@@ -282,6 +282,8 @@ def ensure(profile: str) -> Path:
     # the gateway sits behind nginx: the client's address is the hop nginx adds
     env["TRUST_FORWARDED_FOR"] = "true"
     env["AVATAR_STORAGE_DIR"] = str(DATA / f"avatars-{profile}")
+    # the embedding engine's converted model (services/knowledge/e5_engine.py), made once
+    env["KNOWLEDGE_E5_CACHE"] = str(DATA / "cache" / "e5")
     # the fault suite crash-stops the database: it must be ours (not one POSTGRES_URL names)
     env["AVATARCHAT_EMBEDDED_POSTGRES"] = "false" if os.environ.get("POSTGRES_URL") else "true"
     if profile == "test":

@@ -29,6 +29,9 @@ class Fusion:
     # a chunk covers), so a side that matched little contributes little
     dense_norm: Literal["minmax", "absolute"] = "minmax"
     lexical_norm: Literal["minmax", "absolute"] = "minmax"
+    # "minmax" takes its floor at this rank (scores below it count 0): the spread of the best
+    # few candidates, not of a long tail, decides how much a lead in similarity is worth
+    norm_window: int = 50
 
 
 @dataclass
@@ -41,7 +44,7 @@ class RankedList:
     scale: float = 1.0
 
 
-def _normalised(ranked: RankedList, how: str, depth: int) -> list[float]:
+def _normalised(ranked: RankedList, how: str, depth: int, window: int = 50) -> list[float]:
     """Scores mapped to about [0, 1] so lists of different scales can be added. "minmax":
     the best candidate scores 1 and the list's last about 0, whatever the raw scale;
     "absolute": divided by the list's ``scale``."""
@@ -50,10 +53,10 @@ def _normalised(ranked: RankedList, how: str, depth: int) -> list[float]:
         return []
     if how == "absolute":
         return [s / ranked.scale if ranked.scale > 0 else 0.0 for s in scores]
-    high, low = max(scores), min(scores)
+    high, low = max(scores), min(scores[:max(1, window)])
     if high - low < 1e-9:
-        return [1.0 for _ in scores]
-    return [(s - low) / (high - low) for s in scores]
+        return [1.0 if s >= high else 0.0 for s in scores]
+    return [max(0.0, (s - low) / (high - low)) for s in scores]
 
 
 def fuse(lists: Iterable[RankedList], fusion: Fusion) -> list[tuple[Any, float]]:
@@ -70,7 +73,7 @@ def fuse(lists: Iterable[RankedList], fusion: Fusion) -> list[tuple[Any, float]]
             contributions = [ranked.weight / (fusion.rrf_k + rank) for rank in range(1, len(records_here) + 1)]
         else:
             how = fusion.dense_norm if ranked.kind == "dense" else fusion.lexical_norm
-            contributions = [ranked.weight * s for s in _normalised(ranked, how, fusion.depth)]
+            contributions = [ranked.weight * s for s in _normalised(ranked, how, fusion.depth, fusion.norm_window)]
         for rank, (record, value) in enumerate(zip(records_here, contributions)):
             key = record["id"]
             totals[key] = totals.get(key, 0.0) + value

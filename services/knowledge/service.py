@@ -365,10 +365,11 @@ async def _fail(deps: KnowledgeDeps, event: ev.DocumentIngestRequestedEvent, rea
 CANDIDATE_DEPTH = 50
 # the query is embedded from at most this much text (the model reads 512 tokens at a time)
 MAX_QUERY_CHARS = 2000
-# the measured default (docs/knowledge.md, "Ranking"): min-max cosine plus BM25 as the share
-# of the question covered, the message read with its context weighing 1.3 against 1
+# the measured default (docs/knowledge.md, "Ranking"): cosine min-max normalised over the best
+# ten, plus BM25 as the share of the question covered; the message read with its context
+# weighs 1.3 against 1
 DEFAULT_FUSION = Fusion(method="cc", dense_weight=1.0, lexical_weight=1.0, dense_norm="minmax",
-                        lexical_norm="absolute", context_weight=1.3, depth=CANDIDATE_DEPTH)
+                        lexical_norm="absolute", context_weight=1.3, depth=CANDIDATE_DEPTH, norm_window=10)
 
 
 @dataclass

@@ -37,7 +37,7 @@ def ranked_knowledge(embedder):
     async def build(url: str) -> None:
         pool = await create_pool(url, vector=True, migrations=MIGRATIONS, max_size=4)
         try:
-            cache = harness.VectorCache(CACHE, embedder.model)
+            cache = harness.VectorCache(CACHE, embedder.engine_id)
             holder["built"] = await harness.build(pool, embedder, evalset, distractor_count=DISTRACTORS,
                                                   cache=cache)
         finally:
