@@ -43,10 +43,22 @@ class Visitor:
     def url(self) -> str:
         return f"{self.base}/api/widget/v1/{self.embed_id}/conversations/{self.conversation['conversation_id']}"
 
-    async def start(self) -> None:
-        async with self.http.post(f"{self.base}/api/widget/v1/{self.embed_id}/conversations") as resp:
-            assert resp.status == 201, await resp.text()
-            self.conversation = await resp.json()
+    async def start(self, patience_s: float = 240) -> None:
+        """Start the conversation, waiting out an outage as the widget's visitor would."""
+        give_up = time.monotonic() + patience_s
+        while True:
+            try:
+                async with self.http.post(f"{self.base}/api/widget/v1/{self.embed_id}/conversations",
+                                          timeout=aiohttp.ClientTimeout(total=15)) as resp:
+                    if resp.status == 201:
+                        self.conversation = await resp.json()
+                        return
+                    if resp.status not in (502, 503, 504) or time.monotonic() > give_up:
+                        raise AssertionError(f"conversation refused with {resp.status}: {await resp.text()}")
+            except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError):
+                if time.monotonic() > give_up:
+                    raise
+            await asyncio.sleep(1)
 
     async def listen(self) -> None:
         """The SSE stream, reopened (with Last-Event-ID) whenever it ends, until stopped."""
@@ -138,36 +150,43 @@ QUESTIONS = ["When are you open on Saturday?", "Do you repair e-bikes?", "How mu
 
 
 class Traffic:
-    """``visitors`` conversations, together sending about ``rate`` messages a second; every
-    third turn a visitor sends two messages back to back (their order must hold). Each
-    visitor stays under the per-visitor rate limit (20 a minute) on average."""
+    """``visitors`` visitors at a time, together sending about ``rate`` messages a second; each
+    has a conversation of ``turns`` messages (now and then two back to back: their order must
+    hold), then leaves and a new visitor comes, so conversations stay as long as real ones.
+    Each visitor stays under the per-visitor rate limit (20 a minute) on average."""
 
     def __init__(self, http: aiohttp.ClientSession, base: str, embed_id: str, *, visitors: int = 60,
-                 rate: float = 20.0):
-        self.visitors = [Visitor(http, base, embed_id, n) for n in range(visitors)]
+                 rate: float = 20.0, turns: int = 6):
+        self.http, self.base, self.embed_id = http, base, embed_id
+        self.concurrency = visitors
+        self.turns = turns
         self.interval = visitors / rate
+        self.visitors: list[Visitor] = []          # every conversation so far
         self._tasks: list[asyncio.Task] = []
+        self._talkers: list[asyncio.Task] = []
         self._sending = asyncio.Event()
         self.errors: list[BaseException] = []
 
     async def start(self) -> None:
-        for visitor in self.visitors:
-            await visitor.start()
         self._sending.set()
-        for visitor in self.visitors:
-            self._tasks.append(asyncio.create_task(visitor.listen()))
-            self._tasks.append(asyncio.create_task(self._talk(visitor)))
+        for slot in range(self.concurrency):
+            self._talkers.append(asyncio.create_task(self._talk(slot)))
 
-    async def _talk(self, visitor: Visitor) -> None:
+    async def _talk(self, slot: int) -> None:
         try:
-            await self._turns(visitor)
+            await asyncio.sleep(slot * self.interval / self.concurrency)  # spread the visitors
+            while self._sending.is_set():
+                visitor = Visitor(self.http, self.base, self.embed_id, len(self.visitors))
+                await visitor.start()
+                self.visitors.append(visitor)
+                self._tasks.append(asyncio.create_task(visitor.listen()))
+                await self._turns(visitor)
         except Exception as exc:  # noqa: BLE001 - reported by the test, not lost in a task
             self.errors.append(exc)
 
     async def _turns(self, visitor: Visitor) -> None:
         index = 0
-        await asyncio.sleep(visitor.number * self.interval / len(self.visitors))  # spread the visitors
-        while self._sending.is_set():
+        while self._sending.is_set() and index < self.turns:
             started = time.monotonic()
             burst = 2 if index % 4 == 2 else 1
             for _ in range(burst):
@@ -177,16 +196,15 @@ class Traffic:
 
     async def stop_sending(self) -> None:
         self._sending.clear()
-        talkers = self._tasks[1::2]
-        await asyncio.gather(*talkers, return_exceptions=True)
+        await asyncio.gather(*self._talkers, return_exceptions=True)
 
     async def close(self) -> None:
         self._sending.clear()
         for visitor in self.visitors:
             visitor.stop()
-        for task in self._tasks:
+        for task in self._tasks + self._talkers:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks, *self._talkers, return_exceptions=True)
 
     @property
     def accepted(self) -> int:
