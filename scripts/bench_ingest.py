@@ -217,7 +217,7 @@ async def during(work, *observers):
 
 async def measure(http: aiohttp.ClientSession, gateway: str, admin: dict) -> dict:
     async with http.post(f"{gateway}/api/v1/admin/tenants", headers=admin,
-                         json={"name": "bench-ingest", "max_documents": 1_000_000}) as resp:
+                         json={"name": "bench-ingest", "limits": {"max_documents": 1_000_000}}) as resp:
         key = (await resp.json())["api_key"]["key"]
     tenant = Tenant(http, gateway, key)
     faq = await tenant.chatbot("bench-faq")

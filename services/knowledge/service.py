@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import multiprocessing
+import os
 import time
 import uuid
 from collections import OrderedDict
@@ -20,8 +21,8 @@ from common import events as ev
 from common.db import claim, enqueue
 from common.logging import get_logger
 from services.knowledge import repository as repo
-from services.knowledge.embeddings import (INDEXED_DIMENSIONS, LOCAL_MODEL, OPENAI_DIMENSIONS, EmbeddingError,
-                                           Embedders, passage_input)
+from services.knowledge.embeddings import (BACKGROUND_NICE, INDEXED_DIMENSIONS, LOCAL_MODEL, OPENAI_DIMENSIONS,
+                                           EmbeddingError, Embedders, passage_input)
 from services.knowledge.extract import ExtractionError, prepare
 from services.knowledge.fetch import Fetcher, FetchError
 from services.knowledge.ranking import Fusion, RankedList, fuse
@@ -50,7 +51,9 @@ class Extractor:
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+            # at a low priority, like embedding: parsing documents must not slow the chat path
+            self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=os.nice, initargs=(BACKGROUND_NICE,))
         return self._pool
 
     def _discard(self) -> None:
@@ -318,8 +321,9 @@ async def ingest(event: ev.DocumentIngestRequestedEvent, deps: KnowledgeDeps) ->
             part = chunks[start:start + batch]
             vectors.extend(await embedder.embed_passages(
                 [passage_input(title, heading_path, text) for text, heading_path, _, _ in part]))
-            async with deps.pool.acquire() as conn:
-                await repo.set_progress(conn, document["id"], event.event_id, len(chunks), len(vectors))
+            if len(vectors) < len(chunks):  # a one-batch document goes straight to indexed
+                async with deps.pool.acquire() as conn:
+                    await repo.set_progress(conn, document["id"], event.event_id, len(chunks), len(vectors))
     except asyncpg.PostgresError:
         raise
     except Exception as exc:  # noqa: BLE001 - a provider refusing (bad key, quota) fails the document
