@@ -6,12 +6,13 @@ and supervisord needs no per-program environment.
 """
 from __future__ import annotations
 
+import json
 import os
 import socket
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
-from pydantic import AliasChoices, Field, create_model
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, BeforeValidator, Field, create_model
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 SERVICE_PORTS = {
     "gateway": 3000,
@@ -30,6 +31,18 @@ def service_url(name: str) -> str:
         return explicit.rstrip("/")
     port = os.environ.get(f"{name.upper()}_PORT", SERVICE_PORTS[name])
     return f"http://127.0.0.1:{port}"
+
+
+def _networks(value):
+    if isinstance(value, str):
+        value = value.strip()
+        return json.loads(value) if value.startswith("[") else [n.strip() for n in value.split(",") if n.strip()]
+    return value
+
+
+# A list of networks from the environment, as JSON ('["10.0.0.0/8"]') or comma-separated
+# ("10.0.0.0/8,127.0.0.1/32"), so a shell-sourced env file needs no quoting.
+NetworkList = Annotated[list[str], NoDecode, BeforeValidator(_networks)]
 
 
 def _default_instance_id() -> str:

@@ -1,12 +1,16 @@
 from pydantic import Field
 
-from common.settings import settings_for
+from common.netguard import AddressPolicy
+from common.settings import NetworkList, settings_for
 
 
 class Settings(settings_for("ai")):
-    # tenant provider base URLs must be public addresses (SSRF); tests and local setups that
-    # run an OpenAI-compatible server on loopback (Ollama, vLLM) turn this on
+    # tenant provider base URLs must be public addresses (SSRF), checked at every connection.
+    # AI_PROVIDER_ALLOW_NETWORKS opens networks on purpose (an OpenAI-compatible server on
+    # the operator's own network, e.g. '["10.0.5.0/24"]'; the tests' stand-ins on
+    # '["127.0.0.1/32"]'); AI_ALLOW_PRIVATE_PROVIDER_URLS=true opens every network.
     allow_private_provider_urls: bool = Field(False, validation_alias="AI_ALLOW_PRIVATE_PROVIDER_URLS")
+    provider_allow_networks: NetworkList = Field(default_factory=list, validation_alias="AI_PROVIDER_ALLOW_NETWORKS")
     # coalesce provider deltas into chunks at most this often (the first goes out at once)
     chunk_interval_ms: float = Field(40.0, validation_alias="CHUNK_INTERVAL_MS")
     # the whole reply, provider and fallback included, must finish within this
@@ -36,3 +40,8 @@ class Settings(settings_for("ai")):
     knowledge_timeout_s: float = Field(3.0, validation_alias="AI_KNOWLEDGE_TIMEOUT_SECONDS")
     history_token_budget: int = Field(1500, validation_alias="AI_HISTORY_TOKEN_BUDGET")
     knowledge_token_budget: int = Field(3000, validation_alias="AI_KNOWLEDGE_TOKEN_BUDGET")
+
+    @property
+    def provider_policy(self) -> AddressPolicy:
+        return AddressPolicy(["0.0.0.0/0", "::/0"] if self.allow_private_provider_urls
+                             else self.provider_allow_networks)

@@ -1,6 +1,6 @@
 from pydantic import Field
 
-from common.settings import settings_for
+from common.settings import NetworkList, settings_for
 
 
 class Settings(settings_for("knowledge")):
@@ -14,7 +14,7 @@ class Settings(settings_for("knowledge")):
                                   validation_alias="KNOWLEDGE_FETCH_USER_AGENT")
     # Private networks that fetches MAY reach. Empty in production: this exists only so tests
     # can crawl a site on 127.0.0.1 (e.g. '["127.0.0.0/8"]').
-    fetch_allow_networks: list[str] = Field(default_factory=list,
+    fetch_allow_networks: NetworkList = Field(default_factory=list,
                                             validation_alias="KNOWLEDGE_FETCH_ALLOW_NETWORKS")
     crawl_max_pages_limit: int = Field(500, validation_alias="KNOWLEDGE_CRAWL_MAX_PAGES")
     crawl_max_depth_limit: int = Field(5, validation_alias="KNOWLEDGE_CRAWL_MAX_DEPTH")
