@@ -18,12 +18,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from common.logging import get_logger
 from common.web import POOL, SETTINGS, ApiError, json_response, read_json
 from services.avatar import repository, service
-from services.avatar.service import DEFAULT_AVATAR_ID, AvatarError, DefaultAvatar
+from services.avatar.service import DEFAULT_AVATAR_ID, AvatarError, DefaultAvatar, Validator
 from services.avatar.storage import AvatarStore
 
 log = get_logger(__name__)
 STORE = web.AppKey("avatar_store", AvatarStore)
 DEFAULT = web.AppKey("default_avatar", DefaultAvatar)
+VALIDATOR = web.AppKey("avatar_validator", Validator)
 routes = web.RouteTableDef()
 
 MAX_NAME_CHARS = 200
@@ -119,8 +120,8 @@ async def upload(request: web.Request) -> web.Response:
     name = (name or "").strip() or (re.sub(r"\.glb$", "", filename, flags=re.I) or "Avatar")
     if len(name) > MAX_NAME_CHARS:
         raise ApiError(422, "validation_error", f"the name is limited to {MAX_NAME_CHARS} characters")
-    body = await _call(service.upload(request.app[POOL], request.app[STORE], settings.limits, tenant_id=tenant_id,
-                                      name=name, filename=filename, data=data,
+    body = await _call(service.upload(request.app[POOL], request.app[STORE], request.app[VALIDATOR],
+                                      tenant_id=tenant_id, name=name, filename=filename, data=data,
                                       max_per_tenant=settings.max_avatars_per_tenant))
     return json_response(body, status=201)
 

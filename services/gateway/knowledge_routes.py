@@ -17,7 +17,7 @@ from pydantic import Field, model_validator
 
 from common.http import InternalClient
 from common.logging import get_contextvars
-from common.web import POOL, ApiError
+from common.web import POOL, ApiError, json_body_cap, read_body
 from services.gateway import repository
 from services.gateway.api import Ctx, op
 from services.gateway.clients import INTERNAL
@@ -26,18 +26,8 @@ from services.gateway.models import NO_NUL, Query, Strict
 BASE = "/api/v1/chatbots/{chatbot_id}/knowledge"
 MAX_UPLOAD_BYTES = 20 * 1024 ** 2
 MAX_BODY_BYTES = MAX_UPLOAD_BYTES + 1024 ** 2  # multipart framing and the title field
-_FORWARDED_QUERY = ("status", "limit", "offset")
-
-
-async def _read_body(request: web.Request) -> bytes:
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        raise ApiError(413, "payload_too_large", f"documents are limited to {MAX_UPLOAD_BYTES} bytes")
-    body = bytearray()
-    async for piece in request.content.iter_chunked(256 * 1024):
-        body.extend(piece)
-        if len(body) > MAX_BODY_BYTES:
-            raise ApiError(413, "payload_too_large", f"documents are limited to {MAX_UPLOAD_BYTES} bytes")
-    return bytes(body)
+UPLOAD_TIMEOUT_S = 120.0  # 20 MB over a slow mobile link
+MAX_TEXT_CHARS = 1_000_000
 
 
 async def forward_raw(client: InternalClient, method: str, path: str, *, body: bytes | None = None,
@@ -70,7 +60,7 @@ URL_PATTERN = r"^https?://[^\s]+$"
 
 
 class TextIn(Strict):
-    text: str = Field(min_length=1, max_length=1_000_000, pattern=NO_NUL)
+    text: str = Field(min_length=1, max_length=MAX_TEXT_CHARS, pattern=NO_NUL)
     title: str | None = Field(None, max_length=300, pattern=NO_NUL)
     format: Literal["text", "markdown", "html"] = "text"
 
@@ -150,7 +140,9 @@ async def _proxy(ctx: Ctx, suffix: str = "", *, raw: bool = False, timeout: floa
                  params: dict | None = None) -> web.Response:
     client, prefix = await _target(ctx)
     if raw:
-        body, content_type = await _read_body(ctx.request), ctx.request.headers.get("Content-Type")
+        body = await read_body(ctx.request, MAX_BODY_BYTES, timeout_s=UPLOAD_TIMEOUT_S,
+                               too_large=f"documents are limited to {MAX_UPLOAD_BYTES} bytes")
+        content_type = ctx.request.headers.get("Content-Type")
     elif ctx.body is not None:
         body, content_type = ctx.body.model_dump_json(exclude_none=True).encode(), "application/json"
     else:
@@ -176,7 +168,8 @@ async def upload_document(ctx: Ctx) -> web.Response:
 
 
 @op("POST", BASE + "/documents/text", summary="Add a document from text", tag=TAG, body=TextIn, status=202,
-    json_object=True, extra_responses={409: "The same text is already there"})
+    json_object=True, extra_responses={409: "The same text is already there"},
+    max_body=json_body_cap(MAX_TEXT_CHARS))
 async def add_text(ctx: Ctx) -> web.Response:
     await _check_document_limit(ctx)
     return await _proxy(ctx, "/documents/text", timeout=120.0)

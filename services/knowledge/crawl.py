@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
-import gzip
+import io
 import time
 import uuid
 from collections import deque
@@ -18,12 +18,18 @@ from urllib.parse import urldefrag, urljoin, urlsplit
 
 from pydantic import BaseModel, Field, model_validator
 
+from common.decompress import GZIP_MAGIC, Corrupt, TooLarge, inflate
 from common.logging import bind_contextvars, get_logger
 from services.knowledge import repository as repo
+from services.knowledge.extract import ExtractionError
 from services.knowledge.fetch import PAGE_TYPES, SITEMAP_TYPES, Fetcher, FetchError
 
 log = get_logger(__name__)
 MAX_SITEMAPS = 20
+# the sitemap protocol's own limits: 50 MB uncompressed, 50,000 URLs
+MAX_SITEMAP_BYTES = 50 * 1024 ** 2
+MAX_SITEMAP_URLS = 50_000
+MAX_PAGE_LINKS = 5_000
 
 
 class CrawlOptions(BaseModel):
@@ -62,6 +68,7 @@ def normalise(url: str) -> str:
 
 
 def page_links(html: bytes, base_url: str) -> list[str]:
+    """Runs in the parser worker (``Extractor.run``): lxml on a hostile page holds the GIL."""
     from lxml import html as lxml_html
 
     try:
@@ -75,25 +82,50 @@ def page_links(html: bytes, base_url: str) -> list[str]:
         href = href.strip()
         if href and not href.startswith(("mailto:", "javascript:", "tel:", "#")):
             links.append(normalise(urljoin(base, href)))
+            if len(links) >= MAX_PAGE_LINKS:
+                break
     return links
 
 
 def sitemap_locations(body: bytes) -> tuple[list[str], list[str]]:
-    """(page URLs, nested sitemap URLs) of a sitemap or sitemap index."""
+    """(page URLs, nested sitemap URLs) of a sitemap or sitemap index, gzipped or not, at
+    most ``MAX_SITEMAP_URLS``. Runs in the parser worker; the XML is read as a stream, so
+    memory stays flat whatever the sitemap holds."""
     from lxml import etree
 
-    if body[:2] == b"\x1f\x8b":
-        body = gzip.decompress(body)[:50 * 1024 ** 2]
+    if body[:2] == GZIP_MAGIC:
+        try:
+            body = inflate(body, MAX_SITEMAP_BYTES)
+        except TooLarge:
+            raise ExtractionError(f"the sitemap expands to more than {MAX_SITEMAP_BYTES // 2 ** 20} MB "
+                                  "when decompressed") from None
+        except Corrupt as exc:
+            raise ExtractionError(f"the gzipped sitemap is corrupt: {exc}") from None
+    if len(body) > MAX_SITEMAP_BYTES:
+        raise ExtractionError(f"the sitemap is larger than {MAX_SITEMAP_BYTES // 2 ** 20} MB")
+    pages: list[str] = []
+    nested: list[str] = []
     try:
-        root = etree.fromstring(body, parser=etree.XMLParser(resolve_entities=False, no_network=True))
+        for _event, el in etree.iterparse(io.BytesIO(body), events=("end",), resolve_entities=False,
+                                          no_network=True, load_dtd=False, huge_tree=False):
+            kind = el.tag.rsplit("}", 1)[-1] if isinstance(el.tag, str) else ""
+            if kind not in ("url", "sitemap"):
+                continue
+            loc = (el.findtext("{*}loc") or "").strip()
+            if loc:
+                (pages if kind == "url" else nested).append(loc)
+            el.clear()  # finished entries need not stay in memory
+            parent = el.getparent()
+            while parent is not None and el.getprevious() is not None:
+                del parent[0]
+            if len(pages) + len(nested) >= MAX_SITEMAP_URLS:
+                break
     except etree.XMLSyntaxError:
+        if pages or nested:
+            return pages, nested
         # plain-text sitemaps are one URL per line
-        lines = [line.strip() for line in body.decode("utf-8", "replace").splitlines()]
-        return [line for line in lines if line.startswith(("http://", "https://"))], []
-    locs = [(el.getparent().tag.rsplit("}", 1)[-1], (el.text or "").strip())
-            for el in root.iter("{*}loc")]
-    pages = [loc for parent, loc in locs if parent == "url" and loc]
-    nested = [loc for parent, loc in locs if parent == "sitemap" and loc]
+        lines = (line.strip() for line in body.decode("utf-8", "replace").splitlines())
+        return [line for line in lines if line.startswith(("http://", "https://"))][:MAX_SITEMAP_URLS], []
     return pages, nested
 
 
@@ -174,7 +206,7 @@ async def run_crawl(deps, crawl_id: uuid.UUID, tenant_id: uuid.UUID, chatbot_id:
             while sitemaps and fetched_sitemaps < MAX_SITEMAPS and len(pages) < max_pages * 4:
                 fetched = await deps.fetcher.fetch(sitemaps.pop(0), accept=SITEMAP_TYPES)
                 fetched_sitemaps += 1
-                more, nested = sitemap_locations(fetched.body)
+                more, nested = await deps.extractor.run(sitemap_locations, fetched.body)
                 pages.extend(more)
                 sitemaps.extend(n for n in nested if urlsplit(n).netloc == host)
             frontier.extend((normalise(p), max_depth) for p in pages if urlsplit(p).netloc.lower() == host)
@@ -202,7 +234,11 @@ async def run_crawl(deps, crawl_id: uuid.UUID, tenant_id: uuid.UUID, chatbot_id:
                 continue
             is_html = fetched.content_type.split(";")[0].strip().lower() in ("text/html", "application/xhtml+xml")
             if is_html and depth < max_depth:
-                for link in page_links(fetched.body, fetched.url):
+                try:
+                    links = await deps.extractor.run(page_links, fetched.body, fetched.url)
+                except ExtractionError:
+                    links = []  # a page the parser cannot take is still indexed, just not followed
+                for link in links:
                     # the frontier is bounded too: a page with 100k links costs no memory
                     if urlsplit(link).netloc == host and link not in visited and len(frontier) < 20 * max_pages:
                         frontier.append((link, depth + 1))
@@ -226,7 +262,7 @@ async def run_crawl(deps, crawl_id: uuid.UUID, tenant_id: uuid.UUID, chatbot_id:
     except asyncio.CancelledError:
         await asyncio.shield(progress("interrupted", "the knowledge service stopped during the crawl"))
         raise
-    except FetchError as exc:
+    except (FetchError, ExtractionError) as exc:
         await progress("failed", str(exc))
     except Exception as exc:  # noqa: BLE001 - a crawl fails visibly, it never kills the service
         log.exception("crawl_failed")

@@ -3,14 +3,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import multiprocessing
 import time
 import uuid
 from collections import OrderedDict
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace as with_changes
-from functools import partial
 from typing import Any
 
 import asyncpg
@@ -18,6 +14,7 @@ import numpy as np
 
 from common import events as ev
 from common.db import claim, enqueue
+from common.isolation import IsolatedWorkers, WorkerFailed
 from common.logging import get_logger
 from services.knowledge import repository as repo
 from services.knowledge.embeddings import (INDEXED_DIMENSIONS, LOCAL_MODEL, OPENAI_DIMENSIONS, EmbeddingError,
@@ -41,39 +38,31 @@ def not_found(what: str) -> KnowledgeError:
 
 
 class Extractor:
-    """Parsing runs in a separate process: pypdf and lxml hold the GIL, and a hostile file
-    that hangs the parser is killed there instead of hanging the service."""
+    """Parsing runs in worker processes (``common.isolation``): pypdf and lxml hold the GIL,
+    and a hostile file costs a worker with a memory ceiling and a deadline, never the service.
+    Crawls parse sitemaps and pages for links there too."""
 
-    def __init__(self, timeout_s: float):
+    def __init__(self, timeout_s: float, memory_bytes: int = 768 * 1024 ** 2, processes: int = 1):
         self.timeout_s = timeout_s
-        self._pool: ProcessPoolExecutor | None = None
+        self.workers = IsolatedWorkers(processes=processes, memory_bytes=memory_bytes, timeout_s=timeout_s,
+                                       preload=("pypdf", "docx", "trafilatura", "lxml.html"))
 
-    def _executor(self) -> ProcessPoolExecutor:
-        if self._pool is None:
-            self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
-        return self._pool
-
-    def _discard(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            for process in list(getattr(pool, "_processes", {}).values()):
-                process.terminate()
-            pool.shutdown(wait=False, cancel_futures=True)
+    async def run(self, fn, *args, **kwargs):
+        """``fn`` in a worker; a worker that ran out of time or memory, or died, is
+        ``ExtractionError`` with the reason a tenant reads."""
+        try:
+            return await self.workers.run(fn, *args, **kwargs)
+        except WorkerFailed as exc:
+            reason = {"timeout": f"parsing took longer than {self.timeout_s:g} s",
+                      "memory": f"parsing needed more than {self.workers.memory_bytes // 2 ** 20} MB of memory",
+                      }.get(exc.kind, "the file crashed the parser")
+            raise ExtractionError(reason) from None
 
     async def prepare(self, raw: bytes, **kwargs) -> dict:
-        loop = asyncio.get_running_loop()
-        try:
-            return await asyncio.wait_for(loop.run_in_executor(self._executor(), partial(prepare, raw, **kwargs)),
-                                          timeout=self.timeout_s)
-        except TimeoutError:
-            self._discard()
-            raise ExtractionError(f"parsing the document took longer than {self.timeout_s:g} s") from None
-        except BrokenProcessPool:
-            self._discard()
-            raise ExtractionError("the document crashed the parser") from None
+        return await self.run(prepare, raw, **kwargs)
 
     def close(self) -> None:
-        self._discard()
+        self.workers.close()
 
 
 @dataclass

@@ -22,6 +22,10 @@ class Settings(settings_for("knowledge")):
     embed_batch_size: int = Field(32, validation_alias="KNOWLEDGE_EMBED_BATCH")
     # a document that takes longer than this to parse fails instead of holding the worker
     extract_timeout_s: float = Field(120.0, validation_alias="KNOWLEDGE_EXTRACT_TIMEOUT")
+    # address space a parser may take above the idle worker's (RLIMIT_AS), and how many parse
+    # at once: a zip bomb or a PDF built to eat memory fails its document, nothing else
+    extract_memory_mb: int = Field(768, ge=64, validation_alias="KNOWLEDGE_EXTRACT_MEMORY_MB")
+    extract_workers: int = Field(1, ge=1, le=16, validation_alias="KNOWLEDGE_EXTRACT_WORKERS")
     openai_api_key: str | None = Field(None, validation_alias="OPENAI_API_KEY")
     openai_base_url: str | None = Field(None, validation_alias="OPENAI_BASE_URL")
     # HNSW search breadth; iterative scans keep going until enough rows pass the chatbot
