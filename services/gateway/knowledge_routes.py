@@ -125,15 +125,12 @@ async def _target(ctx: Ctx) -> tuple[InternalClient, str]:
     return ctx.request.app[INTERNAL]["knowledge"], f"/internal/tenants/{ctx.principal.tenant_id}/chatbots/{chatbot_id}"
 
 
-async def _check_document_limit(ctx: Ctx) -> None:
-    """The plan's max_documents counts every document of the tenant, in every chatbot."""
+async def _plan(ctx: Ctx) -> dict:
+    """The plan's document limit, for the knowledge service to enforce in its insert
+    transaction: a check here and an insert there would race (503 documents on a plan of 500)."""
     async with ctx.request.app[POOL].acquire() as conn:
-        limit = await conn.fetchval("SELECT max_documents FROM tenants WHERE id = $1", ctx.principal.tenant_id)
-    counted = await ctx.request.app[INTERNAL]["knowledge"].request(
-        "GET", f"/internal/tenants/{ctx.principal.tenant_id}/documents/count")
-    if counted["documents"] >= limit:
-        raise ApiError(403, "plan_limit_reached", f"your plan allows {limit} documents",
-                       {"limit": "max_documents", "value": limit})
+        tenant = await repository.get_tenant(conn, ctx.principal.tenant_id)
+    return {"max_documents": str(tenant["max_documents"])}
 
 
 async def _proxy(ctx: Ctx, suffix: str = "", *, raw: bool = False, timeout: float = 30.0,
@@ -163,24 +160,21 @@ TAG = "Knowledge"
 async def upload_document(ctx: Ctx) -> web.Response:
     """Multipart: `file` (text, Markdown, HTML, PDF or DOCX, up to 20 MB) and an optional `title`.
     The document is queued; follow its status (queued, processing, indexed, failed with a reason)."""
-    await _check_document_limit(ctx)
-    return await _proxy(ctx, "/documents", raw=True, timeout=120.0)
+    return await _proxy(ctx, "/documents", raw=True, timeout=120.0, params=await _plan(ctx))
 
 
 @op("POST", BASE + "/documents/text", summary="Add a document from text", tag=TAG, body=TextIn, status=202,
     json_object=True, extra_responses={409: "The same text is already there"},
     max_body=json_body_cap(MAX_TEXT_CHARS))
 async def add_text(ctx: Ctx) -> web.Response:
-    await _check_document_limit(ctx)
-    return await _proxy(ctx, "/documents/text", timeout=120.0)
+    return await _proxy(ctx, "/documents/text", timeout=120.0, params=await _plan(ctx))
 
 
 @op("POST", BASE + "/documents/url", summary="Add a web page", tag=TAG, body=UrlIn, status=202, json_object=True,
     extra_responses={409: "This URL is already there"})
 async def add_url(ctx: Ctx) -> web.Response:
     """Fetched by the knowledge service: http(s) only, never private or internal addresses."""
-    await _check_document_limit(ctx)
-    return await _proxy(ctx, "/documents/url")
+    return await _proxy(ctx, "/documents/url", params=await _plan(ctx))
 
 
 @op("GET", BASE + "/documents", summary="List documents with their status and progress", tag=TAG,
@@ -219,8 +213,7 @@ async def delete_document(ctx: Ctx) -> web.Response:
 async def start_crawl(ctx: Ctx) -> web.Response:
     """Respects robots.txt and a per-site rate, bounded in pages and depth, with include and
     exclude path patterns; keeps each page's main text."""
-    await _check_document_limit(ctx)
-    return await _proxy(ctx, "/crawls")
+    return await _proxy(ctx, "/crawls", params=await _plan(ctx))
 
 
 @op("GET", BASE + "/crawls", summary="List crawls", tag=TAG, json_object=True)

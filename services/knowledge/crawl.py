@@ -30,6 +30,9 @@ MAX_SITEMAPS = 20
 MAX_SITEMAP_BYTES = 50 * 1024 ** 2
 MAX_SITEMAP_URLS = 50_000
 MAX_PAGE_LINKS = 5_000
+# a running crawl updates its heartbeat with every page (a page waits at most ~75 s: the
+# robots delay cap and the fetch timeout); past this, its process is taken to have died
+CRAWL_STALE_S = 300.0
 
 
 class CrawlOptions(BaseModel):
@@ -180,7 +183,7 @@ class HostRate:
 
 
 async def run_crawl(deps, crawl_id: uuid.UUID, tenant_id: uuid.UUID, chatbot_id: uuid.UUID,
-                    options: CrawlOptions) -> None:
+                    options: CrawlOptions, max_documents: int | None = None) -> None:
     from services.knowledge import service  # the use case that queues a document
 
     bind_contextvars(crawl_id=str(crawl_id))
@@ -243,9 +246,18 @@ async def run_crawl(deps, crawl_id: uuid.UUID, tenant_id: uuid.UUID, chatbot_id:
                     if urlsplit(link).netloc == host and link not in visited and len(frontier) < 20 * max_pages:
                         frontier.append((link, depth + 1))
             if path_allowed(url, options.include, options.exclude):
-                document = await service.add_url(deps, tenant_id, chatbot_id, url, None, source="crawl",
-                                                 crawl_id=crawl_id, raw=fetched.body,
-                                                 content_type=fetched.content_type, conflict_ok=True)
+                try:
+                    document = await service.add_url(deps, tenant_id, chatbot_id, url, None, source="crawl",
+                                                     crawl_id=crawl_id, raw=fetched.body,
+                                                     content_type=fetched.content_type, conflict_ok=True,
+                                                     max_documents=max_documents)
+                except service.KnowledgeError as exc:
+                    if exc.code != "plan_limit_reached":
+                        raise
+                    # uploads meanwhile took the room this crawl started with
+                    await progress("completed", f"stopped early: {exc.message}")
+                    log.info("crawl_stopped_at_plan_limit", queued=queued)
+                    return
                 if document is not None:
                     queued += 1
                 else:
@@ -269,16 +281,31 @@ async def run_crawl(deps, crawl_id: uuid.UUID, tenant_id: uuid.UUID, chatbot_id:
         await progress("failed", f"{type(exc).__name__}: {str(exc)[:300]}")
 
 
-async def start_crawl(deps, tenant_id: uuid.UUID, chatbot_id: uuid.UUID, options: CrawlOptions):
+async def start_crawl(deps, tenant_id: uuid.UUID, chatbot_id: uuid.UUID, options: CrawlOptions, *,
+                      max_documents: int | None = None):
+    """Bounded three ways: pages per crawl (the tenant's ask, the server's cap and the room
+    left under the plan), running crawls per tenant, and every page counted as a document
+    in its own insert transaction."""
     from services.knowledge import service
 
     crawl_id = uuid.uuid4()
+    limit = deps.settings.crawls_per_tenant
     async with deps.pool.acquire() as conn, conn.transaction():
         await service.knowledge_base(conn, tenant_id, chatbot_id)
+        await repo.lock_tenant(conn, tenant_id)
+        room = await service.make_room(conn, tenant_id, max_documents)
+        running = await repo.count_running_crawls(conn, tenant_id, stale_after_s=CRAWL_STALE_S)
+        if running >= limit:
+            raise service.KnowledgeError(429, "too_many_crawls",
+                                         f"{running} crawls are running; a tenant may run {limit} at once",
+                                         {"running": running, "max": limit})
+        max_pages = min(options.max_pages, deps.settings.crawl_max_pages_limit, room or options.max_pages)
+        options = options.model_copy(update={"max_pages": max_pages})
         crawl = await repo.insert_crawl(conn, crawl_id=crawl_id, tenant_id=tenant_id, chatbot_id=chatbot_id,
                                         start_url=options.start_url or options.sitemap_url,
                                         options=options.model_dump(mode="json"))
-    task = asyncio.create_task(run_crawl(deps, crawl_id, tenant_id, chatbot_id, options), name=f"crawl-{crawl_id}")
+    task = asyncio.create_task(run_crawl(deps, crawl_id, tenant_id, chatbot_id, options, max_documents),
+                               name=f"crawl-{crawl_id}")
     deps.crawls[crawl_id] = task
     task.add_done_callback(lambda _t: deps.crawls.pop(crawl_id, None))
     return crawl

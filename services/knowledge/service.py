@@ -37,6 +37,24 @@ def not_found(what: str) -> KnowledgeError:
     return KnowledgeError(404, "not_found", f"no such {what}")
 
 
+def plan_limit_reached(max_documents: int) -> KnowledgeError:
+    return KnowledgeError(403, "plan_limit_reached", f"your plan allows {max_documents} documents",
+                          {"limit": "max_documents", "value": max_documents})
+
+
+async def make_room(conn, tenant_id: uuid.UUID, max_documents: int | None) -> int | None:
+    """Inside the insert transaction: lock the tenant's document count, then check it, so
+    concurrent uploads and crawls cannot both take the last place. Returns the room left
+    (None: no limit; the gateway passes the plan's ``max_documents``)."""
+    if max_documents is None:
+        return None
+    await repo.lock_tenant(conn, tenant_id)
+    room = max_documents - await repo.count_tenant_documents(conn, tenant_id)
+    if room <= 0:
+        raise plan_limit_reached(max_documents)
+    return room
+
+
 class Extractor:
     """Parsing runs in worker processes (``common.isolation``): pypdf and lxml hold the GIL,
     and a hostile file costs a worker with a memory ceiling and a deadline, never the service.
@@ -108,7 +126,7 @@ def _ingest_event(tenant_id: uuid.UUID, chatbot_id: uuid.UUID, document_id: uuid
 
 async def add_document(deps: KnowledgeDeps, tenant_id: uuid.UUID, chatbot_id: uuid.UUID, *, raw: bytes,
                        filename: str | None, content_type: str | None, title: str | None,
-                       source: str = "upload"):
+                       source: str = "upload", max_documents: int | None = None):
     """Store the bytes and queue the document, with its ingest request, in one transaction."""
     if not raw:
         raise KnowledgeError(422, "empty_document", "the document is empty")
@@ -122,6 +140,7 @@ async def add_document(deps: KnowledgeDeps, tenant_id: uuid.UUID, chatbot_id: uu
         if existing is not None:
             raise KnowledgeError(409, "duplicate_document", "this content is already in the knowledge base",
                                  {"document_id": str(existing)})
+        await make_room(conn, tenant_id, max_documents)
         document_id = uuid.uuid4()
         event = _ingest_event(tenant_id, chatbot_id, document_id)
         document = await repo.insert_document(
@@ -135,10 +154,12 @@ async def add_document(deps: KnowledgeDeps, tenant_id: uuid.UUID, chatbot_id: uu
 
 async def add_url(deps: KnowledgeDeps, tenant_id: uuid.UUID, chatbot_id: uuid.UUID, url: str,
                   title: str | None, *, source: str = "url", crawl_id: uuid.UUID | None = None,
-                  raw: bytes | None = None, content_type: str | None = None, conflict_ok: bool = False):
+                  raw: bytes | None = None, content_type: str | None = None, conflict_ok: bool = False,
+                  max_documents: int | None = None):
     """A URL document; the handler fetches it (unless a crawl already did)."""
     async with deps.pool.acquire() as conn, conn.transaction():
         await knowledge_base(conn, tenant_id, chatbot_id)
+        await make_room(conn, tenant_id, max_documents)
         document_id = uuid.uuid4()
         event = _ingest_event(tenant_id, chatbot_id, document_id)
         document = await repo.insert_document(

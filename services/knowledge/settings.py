@@ -18,6 +18,8 @@ class Settings(settings_for("knowledge")):
                                             validation_alias="KNOWLEDGE_FETCH_ALLOW_NETWORKS")
     crawl_max_pages_limit: int = Field(500, validation_alias="KNOWLEDGE_CRAWL_MAX_PAGES")
     crawl_max_depth_limit: int = Field(5, validation_alias="KNOWLEDGE_CRAWL_MAX_DEPTH")
+    # crawls one tenant may run at once (each fetches and parses pages for minutes)
+    crawls_per_tenant: int = Field(2, ge=1, validation_alias="KNOWLEDGE_CRAWLS_PER_TENANT")
     # passages per call into the embedder; progress is written after each batch
     embed_batch_size: int = Field(32, validation_alias="KNOWLEDGE_EMBED_BATCH")
     # a document that takes longer than this to parse fails instead of holding the worker
