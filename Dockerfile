@@ -76,6 +76,7 @@ FROM nginx:1.27-alpine AS frontend-nginx
 ENV AVATARCHAT_GATEWAY=app:3000 \
     AVATARCHAT_LISTEN=8080 \
     AVATARCHAT_STATIC_ROOT=/usr/share/nginx/html \
+    AVATARCHAT_ACCESS_LOG=/var/log/nginx/access.log \
     NGINX_ENVSUBST_FILTER=AVATARCHAT_
 
 COPY frontend/nginx.conf.template /etc/nginx/templates/default.conf.template

@@ -85,7 +85,8 @@ def render(profile: str, port: int, gateway: str) -> Path:
         (base / sub).chmod(0o777)  # workers run unprivileged when nginx starts as root
     site = (FRONTEND / "nginx.conf.template").read_text()
     for name, value in {"AVATARCHAT_GATEWAY": gateway, "AVATARCHAT_LISTEN": f"127.0.0.1:{port}",
-                        "AVATARCHAT_STATIC_ROOT": str(DIST)}.items():
+                        "AVATARCHAT_STATIC_ROOT": str(DIST),
+                        "AVATARCHAT_ACCESS_LOG": str(base / "log" / "access.log")}.items():
         site = site.replace("${" + name + "}", value)
     (base / "avatarchat.conf").write_text(site)
     mime = "/etc/nginx/mime.types"

@@ -80,8 +80,10 @@ NOT_UUIDS = {"embed_id", "key_id", "avatar_id"}
 UUID_PATTERN = "[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}"
 routes = web.RouteTableDef()
 
-# hooks set by the app: the rate limiter (so this module needs no database of its own)
+# hooks set by the app: the rate limiter (so this module needs no database of its own), and
+# the client's address as the app's proxy settings see it
 RATE_LIMIT = web.AppKey("rate_limit_hook", object)
+CLIENT_IP = web.AppKey("client_ip_hook", object)
 
 
 def op(method: str, path: str, *, summary: str, tag: str, auth: Auth = "tenant", need: Need | None = None,
@@ -206,7 +208,8 @@ def openapi_document(public_url: str) -> dict:
                 continue
             item["responses"].setdefault(str(code), {
                 "description": text, "content": {"application/json": {"schema": error_ref}}})
-        if operation.auth == "public" and operation.method == "GET" and not operation.path_params:
+        if operation.auth == "public" and operation.method == "GET" and not operation.path_params \
+                and 403 not in operation.extra_responses:
             item["responses"].pop("403", None)
         paths.setdefault(operation.path, {})[operation.method.lower()] = item
     return {

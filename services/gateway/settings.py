@@ -17,6 +17,12 @@ class Settings(settings_for("gateway")):
     rate_limit_key_per_min: int = Field(600, validation_alias="RATE_LIMIT_KEY_PER_MINUTE")
     rate_limit_visitor_per_min: int = Field(20, validation_alias="RATE_LIMIT_VISITOR_PER_MINUTE")
     rate_limit_ip_per_min: int = Field(300, validation_alias="RATE_LIMIT_IP_PER_MINUTE")
+    # long-lived responses open at once, per gateway process: visitor streams per
+    # conversation (each of its tokens) and per client IP, OpenAI-compatible completions
+    # (which hold a connection up to 180 s) per tenant
+    sse_max_per_conversation: int = Field(3, ge=1, validation_alias="SSE_MAX_PER_CONVERSATION")
+    sse_max_per_ip: int = Field(50, ge=1, validation_alias="SSE_MAX_PER_IP")
+    completions_max_per_tenant: int = Field(20, ge=1, validation_alias="CHAT_COMPLETIONS_MAX_PER_TENANT")
     # behind nginx, the client's address is the last X-Forwarded-For hop nginx added
     trust_forwarded_for: bool = Field(False, validation_alias="TRUST_FORWARDED_FOR")
 

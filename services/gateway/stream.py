@@ -12,26 +12,55 @@ repairs any delta missed while disconnected (deltas carry their ``offset``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
-from collections import defaultdict
-from typing import Any
+from collections import Counter, defaultdict
+from typing import Any, Iterator
 
 from aiohttp_sse import EventSourceResponse
 
 from common import events as ev
 from common import metrics
 from common.logging import get_logger
+from common.web import ApiError
 
 log = get_logger(__name__)
 
 _CLOSE = object()
 
 
+class Slots:
+    """Long-lived responses (SSE streams, OpenAI-compatible completions) open at once, per
+    key, in this process. A client that opens a thousand streams gets its first few and a
+    429 for the rest, instead of holding a thousand connections for an hour."""
+
+    def __init__(self) -> None:
+        self._open: Counter[str] = Counter()
+
+    @contextlib.contextmanager
+    def hold(self, limits: dict[str, int], what: str = "streams") -> Iterator[None]:
+        for key, limit in limits.items():
+            if self._open[key] >= limit:
+                kind = key.split(":", 1)[0]
+                raise ApiError(429, f"too_many_{what}", f"too many open {what} for this {kind}; close one first",
+                               {"limit": limit, "per": kind}, headers={"Retry-After": "5"})
+        for key in limits:
+            self._open[key] += 1
+        try:
+            yield
+        finally:
+            for key in limits:
+                self._open[key] -= 1
+                if self._open[key] <= 0:
+                    del self._open[key]
+
+
 class StreamHub:
     def __init__(self, bus):
         self.bus = bus
+        self.slots = Slots()
         self._streams: dict[uuid.UUID, set[asyncio.Queue]] = defaultdict(set)
 
     async def open(self, conversation_id: uuid.UUID) -> asyncio.Queue:

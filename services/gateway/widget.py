@@ -7,19 +7,20 @@ or from our own widget frame (whose embedding is limited to those origins by the
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
-from urllib.parse import urlsplit
+from urllib.parse import unquote_plus, urlsplit
 
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from common import events as ev
 from common.bus import BusError
 from common.logging import bind_contextvars, get_logger
 from common.web import BUS, POOL, ApiError, json_response, read_json
 from services.gateway import auth, ratelimit, repository
-from services.gateway.api import Ctx, op
+from services.gateway.api import CLIENT_IP, Ctx, op
 from services.gateway.clients import CONVERSATION, INTERNAL
 from services.gateway.models import (ConversationIn, ConversationStarted, MessageAccepted, MessageIn, Out, Query,
                                      ReplyCancelled, VisitorMessages, VisitorToken, WidgetConfig)
@@ -215,6 +216,14 @@ async def stream(ctx: Ctx) -> web.StreamResponse:
     settings = request.app[SETTINGS_KEY]
     last = parse_last_event_id(request.headers.get("Last-Event-ID") or request.query.get("last_event_id"))
     hub = request.app[HUB]
+    with hub.slots.hold({f"conversation:{visitor.conversation_id}": settings.sse_max_per_conversation,
+                         f"ip:{request.app[CLIENT_IP](request)}": settings.sse_max_per_ip}):
+        return await _stream(request, hub, visitor, origin, last)
+
+
+async def _stream(request: web.Request, hub: StreamHub, visitor: auth.Visitor, origin: str | None,
+                  last: tuple[int, bool] | None) -> web.StreamResponse:
+    settings = request.app[SETTINGS_KEY]
     queue = await hub.open(visitor.conversation_id)  # bind before replaying: nothing falls between
     try:
         headers = {"X-Accel-Buffering": "no", "Cache-Control": "no-cache"}
@@ -261,8 +270,35 @@ async def cancel_reply(ctx: Ctx) -> web.Response:
     return cors(json_response(ReplyCancelled(reply_id=reply_id), status=202), origin)
 
 
+EMBED_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def embed_id_of_query(query_string: str) -> str | None:
+    """The chat frame's embed id from its raw query string, or None when it names none.
+
+    nginx matches parameter names without decoding them and ignoring case; the browser
+    (``URLSearchParams``) decodes them and keeps case. ``?embed%5Fid=VICTIM&embed_id=OPEN``
+    meant one embed id to nginx and another to the frame. So any parameter that is an embed
+    id to either reading counts, and the query must hold exactly one, spelled plainly, with a
+    plain value: then both readings agree. The frame's own script applies the same rule."""
+    found = []
+    for part in query_string.split("&"):
+        raw_name, _, raw_value = part.partition("=")
+        if "embed_id" in (raw_name.lower(), unquote_plus(raw_name).lower()):
+            found.append((raw_name, raw_value))
+    if not found:
+        return None
+    if len(found) > 1 or found[0][0] != "embed_id" or not EMBED_ID.fullmatch(found[0][1]):
+        raise ApiError(403, "ambiguous_embed_id", "the chat frame's address must name its chatbot once, as a "
+                       "plain embed_id parameter", {"embed_id_parameters": len(found)})
+    return found[0][1]
+
+
 class FramePolicyQuery(Query):
-    embed_id: str = Field("", max_length=64)
+    # the frame's whole query string comes along (nginx forwards it as it arrived); only the
+    # embed id matters, and embed_id_of_query reads it from the raw string
+    model_config = ConfigDict(extra="ignore")
+    embed_id: str = Field("", pattern=r"^[A-Za-z0-9_-]{0,64}$")
 
 
 class FramePolicy(Out):
@@ -270,12 +306,14 @@ class FramePolicy(Out):
 
 
 @op("GET", "/api/widget/v1/frame-policy", summary="Which sites may frame the chat (for nginx)", tag="Widget",
-    auth="public", query=FramePolicyQuery, response=FramePolicy)
+    auth="public", query=FramePolicyQuery, response=FramePolicy,
+    extra_responses={403: "The query names the chatbot more than once, or in an encoded or odd spelling"})
 async def frame_policy(ctx: Ctx) -> web.Response:
-    """nginx asks this for every chat frame it serves and sends the answer as the frame's
-    CSP `frame-ancestors`: the chatbot's allowed origins, any site when it has none, and only
-    ourselves for an embed id nobody has."""
-    embed_id = ctx.query.embed_id
+    """nginx asks this for every chat frame it serves, with the frame's own query string, and
+    sends the answer as the frame's CSP `frame-ancestors`: the chatbot's allowed origins, any
+    site when it has none, and only ourselves for an embed id nobody has. A query that could
+    name two chatbots is refused (403), and nginx refuses the frame."""
+    embed_id = embed_id_of_query(ctx.request.query_string)
     row = None
     if embed_id:
         async with ctx.request.app[POOL].acquire() as conn:
