@@ -5,8 +5,17 @@ from typing import Any
 
 import aiohttp
 
-from common.logging import get_contextvars
+from common.logging import get_contextvars, get_logger
 from common.web import ApiError
+
+log = get_logger(__name__)
+
+
+def unreachable(service: str, exc: BaseException) -> ApiError:
+    """A callee that is down or broken: a 503 the client retries. What went wrong (addresses,
+    ports, the exception) is logged, never answered: it maps our network for a caller."""
+    log.warning("internal_call_failed", callee=service, error=repr(exc)[:300])
+    return ApiError(503, "unavailable", f"the {service} service is not reachable; try again")
 
 
 class InternalClient:
@@ -35,5 +44,4 @@ class InternalClient:
                     raise ApiError(503, "unavailable", f"the {self.service} service failed; try again")
                 return body
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            raise ApiError(503, "unavailable", f"the {self.service} service is not reachable; try again",
-                           repr(exc)[:200]) from None
+            raise unreachable(self.service, exc) from None

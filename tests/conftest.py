@@ -7,15 +7,13 @@ import contextlib
 import os
 import secrets
 import subprocess
-from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
 
+from tests.stack import ROOT, api, bot, site, stack  # noqa: F401 - one running stack for e2e and hostile tests
 from tests.unit.ai.ai_fakes import FakeKnowledge, FakeProvider, anthropic_app, knowledge_app, openai_app
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def require_env(name: str) -> str:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from pathlib import Path
 
 import aiohttp
@@ -16,6 +17,7 @@ from common.web import BUS, HEALTH_CHECKS, POOL, SHUTDOWN_HOOKS, make_app, servi
 # importing these modules registers their operations
 from services.gateway import (analytics_routes, api, auth, avatar_routes, chat_api, feedback_routes,  # noqa: F401
                               knowledge_routes, ratelimit, views, widget)
+from services.gateway import repository
 from services.gateway.clients import CONVERSATION, INTERNAL
 from services.gateway.settings import Settings
 from services.gateway.stream import StreamHub
@@ -41,13 +43,20 @@ async def _stream_ctx(app: web.Application):
 
 
 async def _purge_ctx(app: web.Application):
+    settings = app[views.SETTINGS_KEY]
+
     async def loop():
         while True:
             await asyncio.sleep(300)
             try:
                 await ratelimit.purge(app[POOL])
+                async with app[POOL].acquire() as conn:
+                    # a retried message id matters within its month; a session past its end is dead
+                    last_month = (views.month_start() - timedelta(days=1)).replace(day=1)
+                    await repository.purge_counted_messages(conn, last_month)
+                    await repository.purge_visitor_sessions(conn, settings.visitor_session_max_age_s + 86400)
             except Exception:  # noqa: BLE001 - next round
-                log.warning("rate_limit_purge_failed", exc_info=True)
+                log.warning("purge_failed", exc_info=True)
     task = asyncio.create_task(loop())
     yield
     task.cancel()

@@ -15,7 +15,7 @@ import aiohttp
 from aiohttp import web
 from pydantic import Field, model_validator
 
-from common.http import InternalClient
+from common.http import InternalClient, unreachable
 from common.logging import get_contextvars
 from common.web import POOL, ApiError, json_body_cap, read_body
 from services.gateway import repository
@@ -51,8 +51,7 @@ async def forward_raw(client: InternalClient, method: str, path: str, *, body: b
             return web.Response(body=payload, status=resp.status,
                                 content_type=resp.content_type or "application/json")
     except (aiohttp.ClientError, TimeoutError) as exc:
-        raise ApiError(503, "unavailable", f"the {client.service} service is not reachable; try again",
-                       repr(exc)[:200]) from None
+        raise unreachable(client.service, exc) from None
 
 
 

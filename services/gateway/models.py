@@ -338,8 +338,30 @@ class MessageAccepted(Out):
     status: Literal["accepted"] = "accepted"
 
 
+class CitationShown(Out):
+    title: str
+    url: str | None = None
+    snippet: str
+    score: float
+
+
+class VisitorMessage(Out):
+    """A message as its visitor sees it: no usage, cost, timings or internal error text."""
+    id: uuid.UUID
+    seq: int
+    role: Literal["visitor", "assistant"]
+    status: str
+    text: str
+    citations: list[CitationShown] = []
+    intent: str | None = None
+    sentiment: float | None = None
+    created_at: datetime
+    error_code: str | None = None
+    error_message: str | None = Field(None, description="A plain sentence for the visitor")
+
+
 class VisitorMessages(Out):
-    data: list[MessageOut]
+    data: list[VisitorMessage]
 
 
 class Health(Out):

@@ -101,12 +101,42 @@ def parse_last_event_id(value: str | None) -> tuple[int, bool] | None:
     return int(seq), part == "end"
 
 
+# What a visitor reads when a reply fails. The code stays (the widget words some of them
+# itself); the text never carries a provider's error, an address or anything internal.
+_PUBLIC_ERRORS = {
+    "cancelled": "Stopped.",
+    "rate_limited": "The assistant is busy right now. Please try again in a moment.",
+    "reply_timeout": "The answer took too long. Please try again.",
+    "deadline_exceeded": "The answer took too long. Please try again.",
+}
+_GENERIC_ERROR = "Sorry, the assistant could not answer just now. Please try again."
+
+
+def public_error(code: str | None) -> str:
+    return _PUBLIC_ERRORS.get(code or "", _GENERIC_ERROR)
+
+
+def _citations(citations: list[dict]) -> list[dict]:
+    return [{k: c.get(k) for k in ("title", "url", "snippet", "score")} for c in citations or []]
+
+
+def visitor_message(message: dict) -> dict[str, Any]:
+    """A stored message as its visitor may see it (transcript, stream replays): the text and
+    citations, never usage, cost, timings, provider or internal error text; those are the
+    tenant's (GET /api/v1/conversations/{id})."""
+    out = {k: message.get(k) for k in ("id", "seq", "role", "status", "text", "intent", "sentiment", "created_at")}
+    out["citations"] = _citations(message.get("citations"))
+    if message.get("status") == "failed":
+        out["error_code"] = message.get("error_code") or "reply_failed"
+        out["error_message"] = public_error(message.get("error_code"))
+    return out
+
+
 def end_payload(event: ev.AiReplyCompletedEvent) -> dict[str, Any]:
     return {
         "reply_id": str(event.reply_id), "reply_seq": event.reply_seq, "text": event.text,
-        "citations": [c.model_dump() for c in event.citations],
+        "citations": _citations([c.model_dump() for c in event.citations]),
         "intent": event.intent, "sentiment": event.sentiment,
-        "usage": event.usage.model_dump(), "timings": event.timings.model_dump(),
     }
 
 
@@ -136,16 +166,15 @@ class VisitorStream:
             if reply_id in self.ended:
                 continue
             self.ended.add(reply_id)
+            shown = visitor_message(reply)
             if reply["status"] == "failed":
-                await self.send("error", {"reply_id": reply["reply_id"], "code": reply.get("error_code") or "reply_failed",
-                                          "message": reply.get("error_message") or "the reply failed"},
-                                f"{reply['reply_seq']}-end")
+                await self.send("error", {"reply_id": reply["reply_id"], "code": shown["error_code"],
+                                          "message": shown["error_message"]}, f"{reply['reply_seq']}-end")
             else:
                 await self.send("message.end", {
-                    "reply_id": reply["reply_id"], "reply_seq": reply["reply_seq"], "text": reply["text"],
-                    "citations": reply.get("citations") or [], "intent": reply.get("intent"),
-                    "sentiment": reply.get("sentiment"), "usage": reply.get("usage") or {},
-                    "timings": reply.get("timings") or {}, "replayed": True,
+                    "reply_id": reply["reply_id"], "reply_seq": reply["reply_seq"], "text": shown["text"],
+                    "citations": shown["citations"], "intent": shown["intent"], "sentiment": shown["sentiment"],
+                    "replayed": True,
                 }, f"{reply['reply_seq']}-end")
 
     async def flush_pending(self) -> None:
@@ -188,7 +217,7 @@ class VisitorStream:
         elif isinstance(event, ev.AiReplyFailedEvent):
             self.ended.add(event.reply_id)
             await self.send("error", {"reply_id": str(event.reply_id), "code": event.code,
-                                      "message": event.message}, f"{event.reply_seq}-end")
+                                      "message": public_error(event.code)}, f"{event.reply_seq}-end")
 
 
 async def pump(stream: VisitorStream, queue: asyncio.Queue) -> None:

@@ -24,13 +24,12 @@ from services.gateway.api import CLIENT_IP, Ctx, op
 from services.gateway.clients import CONVERSATION, INTERNAL
 from services.gateway.models import (ConversationIn, ConversationStarted, MessageAccepted, MessageIn, Out, Query,
                                      ReplyCancelled, VisitorMessages, VisitorToken, WidgetConfig)
-from services.gateway.stream import StreamHub, VisitorStream, parse_last_event_id, pump
+from services.gateway.stream import StreamHub, VisitorStream, parse_last_event_id, pump, visitor_message
 from services.gateway.views import SETTINGS_KEY, month_start, snapshot
 
 log = get_logger(__name__)
 HUB = web.AppKey("stream_hub", StreamHub)
 BASE = "/api/widget/v1/{embed_id}"
-TOKEN_GRACE_S = 7 * 24 * 3600  # an expired token can still be refreshed for a week
 
 
 def _origin_of(url: str) -> str:
@@ -68,20 +67,27 @@ async def _chatbot(ctx: Ctx):
     return row
 
 
-def _visitor(ctx: Ctx, chatbot, *, grace_s: int = 0) -> auth.Visitor:
-    conversation_id = uuid.UUID(ctx.request.match_info["conversation_id"])
-    visitor = auth.verify_visitor_token(ctx.request, ctx.request.app[SETTINGS_KEY].visitor_token_secret,
-                                        chatbot["embed_id"], conversation_id, grace_s=grace_s)
+async def _visitor(ctx: Ctx, chatbot, *, refreshing: bool = False) -> auth.Visitor:
+    """The signed token, then its session: revoked or past its absolute lifetime is 401. An
+    expired token may be refreshed, but only within the session's lifetime."""
+    request = ctx.request
+    settings = request.app[SETTINGS_KEY]
+    conversation_id = uuid.UUID(request.match_info["conversation_id"])
+    visitor = auth.verify_visitor_token(request, settings.visitor_token_secret, chatbot["embed_id"], conversation_id,
+                                        grace_s=settings.visitor_session_max_age_s if refreshing else 0)
     bind_contextvars(conversation_id=str(conversation_id))
-    return visitor
+    async with request.app[POOL].acquire() as conn:
+        session = await repository.visitor_session(conn, conversation_id)
+    return auth.check_session(visitor, session, settings.visitor_session_max_age_s)
 
 
-def _token(ctx: Ctx, chatbot, conversation_id: uuid.UUID, visitor_id: uuid.UUID) -> tuple[str, int]:
+def _token(ctx: Ctx, chatbot, conversation_id: uuid.UUID, visitor_id: uuid.UUID,
+           session_left_s: float) -> tuple[str, int]:
     settings = ctx.request.app[SETTINGS_KEY]
+    ttl = max(1, int(min(settings.visitor_token_ttl_s, session_left_s)))  # never outlives its session
     return auth.issue_visitor_token(settings.visitor_token_secret, tenant_id=chatbot["tenant_id"],
                                     embed_id=chatbot["embed_id"], conversation_id=conversation_id,
-                                    visitor_id=visitor_id, ttl_s=settings.visitor_token_ttl_s), \
-        settings.visitor_token_ttl_s
+                                    visitor_id=visitor_id, ttl_s=ttl), ttl
 
 
 @op("GET", f"{BASE}/config", summary="What the widget needs to render", tag="Widget", auth="public",
@@ -113,16 +119,24 @@ async def widget_config(ctx: Ctx) -> web.Response:
 async def start_conversation(ctx: Ctx) -> web.Response:
     """Returns a short-lived visitor token that opens this conversation, and only it. The body
     is optional: `{"visitor_id": ...}` marks a returning visitor."""
+    request = ctx.request
     chatbot = await _chatbot(ctx)
-    origin = check_origin(ctx.request, chatbot)
+    origin = check_origin(request, chatbot)
+    settings = request.app[SETTINGS_KEY]
+    # each conversation is a new visitor with its own message limit: the IP pays for them
+    await ratelimit.enforce(request, request.app[POOL], request.app[CLIENT_IP](request),
+                            settings.conversation_ip_limit)
     body = ConversationIn()
-    if ctx.request.body_exists:
-        body = await read_json(ctx.request, ConversationIn)
-    created = await ctx.request.app[CONVERSATION].request("POST", "/internal/conversations", json={
+    if request.body_exists:
+        body = await read_json(request, ConversationIn)
+    created = await request.app[CONVERSATION].request("POST", "/internal/conversations", json={
         "tenant_id": str(chatbot["tenant_id"]), "chatbot_id": str(chatbot["id"]),
         "visitor_id": str(body.visitor_id) if body.visitor_id else None})
     conversation_id, visitor_id = uuid.UUID(created["conversation_id"]), uuid.UUID(created["visitor_id"])
-    token, ttl = _token(ctx, chatbot, conversation_id, visitor_id)
+    async with request.app[POOL].acquire() as conn:
+        await repository.start_visitor_session(conn, conversation_id=conversation_id, tenant_id=chatbot["tenant_id"],
+                                               chatbot_id=chatbot["id"], visitor_id=visitor_id)
+    token, ttl = _token(ctx, chatbot, conversation_id, visitor_id, settings.visitor_session_max_age_s)
     return cors(json_response(ConversationStarted(
         conversation_id=conversation_id, visitor_id=visitor_id, visitor_token=token, visitor_token_expires_in=ttl,
         greeting=chatbot["config"]["persona"]["greeting"]), status=201), origin)
@@ -131,11 +145,12 @@ async def start_conversation(ctx: Ctx) -> web.Response:
 @op("POST", f"{BASE}/conversations/{{conversation_id}}/token", summary="Refresh a visitor token", tag="Widget",
     auth="visitor", response=VisitorToken)
 async def refresh_token(ctx: Ctx) -> web.Response:
-    """Takes the current token, even if it expired in the last week, and returns a fresh one."""
+    """Takes the current token, even an expired one, and returns a fresh one, until the
+    conversation's session ends (`VISITOR_SESSION_MAX_AGE`, 24 hours) or a tenant revokes it."""
     chatbot = await _chatbot(ctx)
-    visitor = _visitor(ctx, chatbot, grace_s=TOKEN_GRACE_S)
+    visitor = await _visitor(ctx, chatbot, refreshing=True)
     origin = check_origin(ctx.request, chatbot)
-    token, ttl = _token(ctx, chatbot, visitor.conversation_id, visitor.visitor_id)
+    token, ttl = _token(ctx, chatbot, visitor.conversation_id, visitor.visitor_id, visitor.session_left_s)
     return cors(json_response(VisitorToken(visitor_token=token, visitor_token_expires_in=ttl)), origin)
 
 
@@ -146,10 +161,11 @@ async def post_message(ctx: Ctx) -> web.Response:
     A retry with the same `client_message_id` is the same message."""
     request = ctx.request
     chatbot = await _chatbot(ctx)
-    visitor = _visitor(ctx, chatbot)
+    visitor = await _visitor(ctx, chatbot)
     origin = check_origin(ctx.request, chatbot)
     settings = request.app[SETTINGS_KEY]
     await ratelimit.enforce(request, request.app[POOL], str(visitor.visitor_id), settings.visitor_limit)
+    await ratelimit.enforce(request, request.app[POOL], request.app[CLIENT_IP](request), settings.message_ip_limit)
     body: MessageIn = ctx.body
     text = body.text.strip()
     if not text:
@@ -172,8 +188,9 @@ async def accept_message(app: web.Application, chatbot, conversation_id: uuid.UU
     message_id = uuid.uuid5(conversation_id, client_message_id)
     month = month_start()
     async with app[POOL].acquire() as conn:
-        quota = await conn.fetchval("SELECT monthly_message_quota FROM tenants WHERE id = $1", chatbot["tenant_id"])
-        if not await repository.count_message(conn, chatbot["tenant_id"], month, quota):
+        tenant = await repository.get_tenant(conn, chatbot["tenant_id"])
+        if not await repository.count_message(conn, chatbot["tenant_id"], month, tenant["monthly_message_quota"],
+                                              message_id):
             raise ApiError(403, "quota_exceeded", "this chatbot has used its messages for the month")
     event = ev.VisitorMessageReceivedEvent(
         tenant_id=chatbot["tenant_id"], chatbot_id=chatbot["id"], conversation_id=conversation_id,
@@ -184,7 +201,7 @@ async def accept_message(app: web.Application, chatbot, conversation_id: uuid.UU
     except (BusError, ConnectionError, asyncio.TimeoutError, RuntimeError) as exc:
         log.error("message_not_accepted", error=repr(exc))
         async with app[POOL].acquire() as conn:
-            await repository.uncount_message(conn, chatbot["tenant_id"], month)
+            await repository.uncount_message(conn, chatbot["tenant_id"], month, message_id)
         raise ApiError(503, "unavailable", "the message could not be accepted; try again",
                        headers={"Retry-After": "2"}) from None
     return message_id
@@ -194,12 +211,12 @@ async def accept_message(app: web.Application, chatbot, conversation_id: uuid.UU
     auth="visitor", response=VisitorMessages)
 async def transcript(ctx: Ctx) -> web.Response:
     chatbot = await _chatbot(ctx)
-    visitor = _visitor(ctx, chatbot)
+    visitor = await _visitor(ctx, chatbot)
     origin = check_origin(ctx.request, chatbot)
     body = await ctx.request.app[CONVERSATION].request(
         "GET", f"/internal/conversations/{visitor.conversation_id}/messages",
         params={"tenant_id": str(visitor.tenant_id)})
-    return cors(json_response(body), origin)
+    return cors(json_response(VisitorMessages(data=[visitor_message(m) for m in body["data"]])), origin)
 
 
 @op("GET", f"{BASE}/conversations/{{conversation_id}}/stream", summary="Stream replies (Server-Sent Events)",
@@ -211,7 +228,7 @@ async def stream(ctx: Ctx) -> web.StreamResponse:
     EventSource cannot send headers, so the token may come as `?token=`."""
     request = ctx.request
     chatbot = await _chatbot(ctx)
-    visitor = _visitor(ctx, chatbot)
+    visitor = await _visitor(ctx, chatbot)
     origin = check_origin(ctx.request, chatbot)
     settings = request.app[SETTINGS_KEY]
     last = parse_last_event_id(request.headers.get("Last-Event-ID") or request.query.get("last_event_id"))
@@ -248,7 +265,7 @@ async def visitor_reply(ctx: Ctx):
     """(chatbot, visitor, origin, reply id) of a reply in the visitor's own conversation: the
     token first (401), then the origin (403), then the reply must be theirs (404)."""
     chatbot = await _chatbot(ctx)
-    visitor = _visitor(ctx, chatbot)
+    visitor = await _visitor(ctx, chatbot)
     origin = check_origin(ctx.request, chatbot)
     reply_id = ctx.request.match_info["reply_id"]
     reply = await ctx.request.app[CONVERSATION].request(
