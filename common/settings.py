@@ -65,6 +65,8 @@ class ServiceSettings(BaseSettings):
     bus_retry_delay_ms: int = Field(500, validation_alias="BUS_RETRY_DELAY_MS")
     bus_prefetch: int = Field(64, validation_alias="BUS_PREFETCH")
     db_pool_max: int = Field(10, validation_alias="DB_POOL_MAX")
+    # a request body must arrive within this (408 otherwise): a trickled body holds no handler
+    body_timeout_s: float = Field(30.0, gt=0, validation_alias="BODY_TIMEOUT_SECONDS")
 
 
 def settings_for(name: str, base: type[ServiceSettings] = ServiceSettings) -> type[ServiceSettings]:

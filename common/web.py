@@ -35,8 +35,6 @@ HEALTH_CHECKS = web.AppKey("health_checks", dict)
 SHUTDOWN_HOOKS = web.AppKey("shutdown_hooks", list)
 
 MAX_JSON_BYTES = 256 * 1024
-# A body must arrive within this; a client trickling bytes does not hold a handler forever.
-BODY_TIMEOUT_S = 30.0
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -121,10 +119,12 @@ def json_body_cap(max_chars: int) -> int:
     return 12 * max_chars + 64 * 1024
 
 
-async def read_body(request: web.Request, max_bytes: int, *, timeout_s: float = BODY_TIMEOUT_S,
+async def read_body(request: web.Request, max_bytes: int, *, timeout_s: float | None = None,
                     too_large: str | None = None) -> bytes:
     """The whole body, however many TCP writes it arrived in: 413 past ``max_bytes`` (before
-    reading when ``Content-Length`` says so), 408 when it takes longer than ``timeout_s``."""
+    reading when ``Content-Length`` says so), 408 when it takes longer than ``timeout_s``
+    (default: the service's ``BODY_TIMEOUT_SECONDS``), so a trickled body holds no handler."""
+    timeout_s = timeout_s or request.app[SETTINGS].body_timeout_s
     message = too_large or f"the body is larger than {max_bytes} bytes"
     if request.content_length is not None and request.content_length > max_bytes:
         raise ApiError(413, "payload_too_large", message, {"max_bytes": max_bytes})

@@ -423,3 +423,10 @@ def validate_glb(data: bytes, limits: Limits = Limits()) -> ModelInfo:
         meshes=len(gltf.meshes), triangles=triangles, textures=len(gltf.textures),
         materials=len(gltf.materials), clips=_clips(gltf, bin_chunk), morph_targets=_morph_targets(gltf),
         generator=(doc["asset"].get("generator") or None))
+
+
+def validate_glb_file(path: str, limits: Limits = Limits()) -> ModelInfo:
+    """``validate_glb`` of a received upload, read in the validation worker (not in the service)."""
+    with open(path, "rb") as f:
+        data = f.read(limits.max_bytes + 1)
+    return validate_glb(data, limits)

@@ -26,7 +26,7 @@ from services.gateway.models import NO_NUL, Query, Strict
 BASE = "/api/v1/chatbots/{chatbot_id}/knowledge"
 MAX_UPLOAD_BYTES = 20 * 1024 ** 2
 MAX_BODY_BYTES = MAX_UPLOAD_BYTES + 1024 ** 2  # multipart framing and the title field
-UPLOAD_TIMEOUT_S = 120.0  # 20 MB over a slow mobile link
+UPLOAD_TIMEOUT_S = 120.0  # 20 MB over a slow mobile link (nginx buffers bodies in front of us)
 MAX_TEXT_CHARS = 1_000_000
 
 
