@@ -118,6 +118,7 @@ def create_app(settings: Settings | None = None, *, pool: asyncpg.Pool | None = 
     app[auth.ADMIN_KEY] = settings.admin_api_key
     app[api.RATE_LIMIT] = _limiter(settings)
     app[api.CLIENT_IP] = lambda request: client_ip(request, settings.trust_forwarded_for)
+    app[ratelimit.REFUSED] = {}
     app.cleanup_ctx.append(service_context(MIGRATIONS, pool=pool, bus=bus, outbox=False))
     app.cleanup_ctx.append(_clients_ctx)
     app.cleanup_ctx.append(_stream_ctx)

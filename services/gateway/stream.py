@@ -39,13 +39,17 @@ class Slots:
     def __init__(self) -> None:
         self._open: Counter[str] = Counter()
 
-    @contextlib.contextmanager
-    def hold(self, limits: dict[str, int], what: str = "streams") -> Iterator[None]:
+    def check(self, limits: dict[str, int], what: str = "streams") -> None:
+        """Refuse when any key is at its limit (cheap: callers check before the database)."""
         for key, limit in limits.items():
             if self._open[key] >= limit:
                 kind = key.split(":", 1)[0]
                 raise ApiError(429, f"too_many_{what}", f"too many open {what} for this {kind}; close one first",
                                {"limit": limit, "per": kind}, headers={"Retry-After": "5"})
+
+    @contextlib.contextmanager
+    def hold(self, limits: dict[str, int], what: str = "streams") -> Iterator[None]:
+        self.check(limits, what)
         for key in limits:
             self._open[key] += 1
         try:

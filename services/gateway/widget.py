@@ -227,14 +227,16 @@ async def stream(ctx: Ctx) -> web.StreamResponse:
     `<reply_seq>-<n>`: reconnect with `Last-Event-ID` to receive replies that completed meanwhile.
     EventSource cannot send headers, so the token may come as `?token=`."""
     request = ctx.request
+    settings = request.app[SETTINGS_KEY]
+    hub = request.app[HUB]
+    slots = {f"conversation:{request.match_info['conversation_id']}": settings.sse_max_per_conversation,
+             f"ip:{request.app[CLIENT_IP](request)}": settings.sse_max_per_ip}
+    hub.slots.check(slots)  # a flood of opens is refused before it costs a database round trip
     chatbot = await _chatbot(ctx)
     visitor = await _visitor(ctx, chatbot)
     origin = check_origin(ctx.request, chatbot)
-    settings = request.app[SETTINGS_KEY]
     last = parse_last_event_id(request.headers.get("Last-Event-ID") or request.query.get("last_event_id"))
-    hub = request.app[HUB]
-    with hub.slots.hold({f"conversation:{visitor.conversation_id}": settings.sse_max_per_conversation,
-                         f"ip:{request.app[CLIENT_IP](request)}": settings.sse_max_per_ip}):
+    with hub.slots.hold(slots):
         return await _stream(request, hub, visitor, origin, last)
 
 
