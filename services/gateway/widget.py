@@ -314,10 +314,11 @@ def embed_id_of_query(query_string: str) -> str | None:
 
 
 class FramePolicyQuery(Query):
-    # the frame's whole query string comes along (nginx forwards it as it arrived); only the
-    # embed id matters, and embed_id_of_query reads it from the raw string
+    # The frame's whole query string comes along (nginx forwards it as it arrived). Only the
+    # embed id matters, and embed_id_of_query reads it from the raw string: a malformed one is
+    # its 403, never a 422 here, which nginx's auth_request would turn into a 500.
     model_config = ConfigDict(extra="ignore")
-    embed_id: str = Field("", pattern=r"^[A-Za-z0-9_-]{0,64}$")
+    embed_id: str = Field("", json_schema_extra={"pattern": "^[A-Za-z0-9_-]{0,64}$", "maxLength": 64})
 
 
 class FramePolicy(Out):
@@ -332,7 +333,7 @@ async def frame_policy(ctx: Ctx) -> web.Response:
     sends the answer as the frame's CSP `frame-ancestors`: the chatbot's allowed origins, any
     site when it has none, and only ourselves for an embed id nobody has. A query that could
     name two chatbots is refused (403), and nginx refuses the frame."""
-    embed_id = embed_id_of_query(ctx.request.query_string)
+    embed_id = embed_id_of_query(ctx.request.rel_url.raw_query_string)
     row = None
     if embed_id:
         async with ctx.request.app[POOL].acquire() as conn:
