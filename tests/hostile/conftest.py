@@ -78,7 +78,7 @@ class Measured:
     def p95_s(self) -> float:
         if len(self.latencies_s) < 2:
             return max(self.latencies_s, default=0.0)
-        return statistics.quantiles(self.latencies_s, n=20)[-1]
+        return statistics.quantiles(self.latencies_s, n=20, method="inclusive")[-1]
 
     def check(self) -> None:
         worst = max(self.growth.items(), key=lambda item: item[1])
