@@ -178,6 +178,14 @@ async def _owned_chatbot(ctx: Ctx, conn, *, lock: bool = False):
     return row
 
 
+async def assign_avatar(app: web.Application, tenant_id: uuid.UUID, chatbot_id: uuid.UUID,
+                        avatar_id: str | None) -> dict:
+    """Tell the avatar service which avatar a chatbot shows. It refuses an avatar that is not
+    the tenant's (404), and its copy of the choice (what the widget plays) stays current."""
+    return await app[INTERNAL]["avatar"].request("PUT", f"/internal/chatbots/{chatbot_id}/avatar",
+                                                 params={"tenant_id": str(tenant_id)}, json={"avatar_id": avatar_id})
+
+
 @op("POST", "/api/v1/chatbots", summary="Create a chatbot", tag="Chatbots", body=ChatbotIn, response=ChatbotOut,
     status=201)
 async def create_chatbot(ctx: Ctx) -> web.Response:
@@ -189,6 +197,13 @@ async def create_chatbot(ctx: Ctx) -> web.Response:
                            {"limit": "max_chatbots", "value": tenant["max_chatbots"]})
         row = await repository.create_chatbot(conn, tenant["id"], secrets.token_urlsafe(18), body.name,
                                               body.model_dump(mode="json", exclude={"name"}))
+    if body.avatar_id is not None:
+        try:  # another tenant's avatar is refused (404), and nothing is left behind
+            await assign_avatar(ctx.request.app, row["tenant_id"], row["id"], str(body.avatar_id))
+        except ApiError:
+            async with ctx.request.app[POOL].acquire() as conn:
+                await repository.delete_chatbot(conn, row["tenant_id"], row["id"])
+            raise
     await ctx.request.app[BUS].publish(ev.ChatbotCreatedEvent(tenant_id=row["tenant_id"], chatbot=snapshot(row)))
     return json_response(chatbot_out(row), status=201)
 
@@ -205,14 +220,6 @@ async def list_chatbots(ctx: Ctx) -> web.Response:
 async def get_chatbot(ctx: Ctx) -> web.Response:
     async with ctx.request.app[POOL].acquire() as conn:
         return json_response(chatbot_out(await _owned_chatbot(ctx, conn)))
-
-
-async def assign_avatar(app: web.Application, tenant_id: uuid.UUID, chatbot_id: uuid.UUID,
-                        avatar_id: str | None) -> dict:
-    """Tell the avatar service which avatar a chatbot shows. It refuses an avatar that is not
-    the tenant's (404), and its copy of the choice (what the widget plays) stays current."""
-    return await app[INTERNAL]["avatar"].request("PUT", f"/internal/chatbots/{chatbot_id}/avatar",
-                                                 params={"tenant_id": str(tenant_id)}, json={"avatar_id": avatar_id})
 
 
 CLEARABLE = {"avatar_id", "animation_map_id", "ai.fallback_provider"}
