@@ -345,17 +345,9 @@ class CitationShown(Out):
     score: float
 
 
-class VisitorMessage(Out):
+class VisitorMessage(MessageOut):
     """A message as its visitor sees it: no usage, cost, timings or internal error text."""
-    id: uuid.UUID
-    seq: int
-    role: Literal["visitor", "assistant"]
-    status: str
-    text: str
     citations: list[CitationShown] = []
-    intent: str | None = None
-    sentiment: float | None = None
-    created_at: datetime
     error_code: str | None = None
     error_message: str | None = Field(None, description="A plain sentence for the visitor")
 

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from tests.e2e.test_chat_turn import wait_until
 from tests.hostile.conftest import error_of
-from tests.unit.ai.ai_fakes import FakeProvider, Ok, Redirect, openai_app
+from tests.unit.ai.ai_fakes import Ok, Redirect
 
 pytestmark = pytest.mark.e2e
 
@@ -63,16 +63,11 @@ async def test_a_provider_name_that_rebinds_inside_after_it_was_stored_is_refuse
     measured.check()
 
 
-@pytest.fixture
-async def redirecting_provider(aiohttp_server, sites):
-    """An allowed provider (127.0.0.1) that answers every call with a 307 to the inside,
-    which keeps the POST and its body (the prompt and the tenant's key) if followed."""
-    fake = FakeProvider(script=[Redirect(f"http://127.0.0.2:{sites.port}/v1/chat/completions")])
-    fake.server = await aiohttp_server(openai_app(fake), host="127.0.0.1")
-    return fake
-
-
-async def test_a_provider_redirect_is_not_followed(api, stack, sites, redirecting_provider):
+async def test_a_provider_redirect_is_not_followed(api, stack, sites, openai_fake):
+    # an allowed provider (127.0.0.1) that answers with a 307 to the inside, which keeps the
+    # POST and its body (the prompt and the tenant's key) if followed
+    redirecting_provider = openai_fake
+    redirecting_provider.script = [Redirect(f"http://127.0.0.2:{sites.port}/v1/chat/completions")]
     key = await provider_tenant(api, stack)
     status, _ = await api.call("PUT", "/api/v1/provider-keys/openai", key=key,
                                json={"api_key": "sk-test-0000000000", "base_url": redirecting_provider.url + "/v1"})
@@ -166,10 +161,10 @@ async def test_the_allowed_test_site_is_crawled_normally(api, stack, sites):
     assert "/" in sites.hits and sites.inside_hits == []
 
 
-async def test_an_allowed_provider_still_answers(api, stack, aiohttp_server):
+async def test_an_allowed_provider_still_answers(api, stack, openai_fake):
     """The control for the provider: the guarded transport reaches an allowed address."""
-    fake = FakeProvider(script=[Ok(["We open ", "at nine."])])
-    fake.server = await aiohttp_server(openai_app(fake), host="127.0.0.1")
+    fake = openai_fake
+    fake.script = [Ok(["We open ", "at nine."])]
     key = await provider_tenant(api, stack)
     await api.call("PUT", "/api/v1/provider-keys/openai", key=key,
                    json={"api_key": "sk-test-0000000000", "base_url": f"http://shop.hostile.test:{fake.server.port}/v1"})

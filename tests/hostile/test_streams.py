@@ -7,11 +7,9 @@ import asyncio
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestServer
-
 from tests.e2e.test_chat_turn import wait_until
 from tests.hostile.conftest import error_of, random_ip
-from tests.unit.ai.ai_fakes import FakeProvider, SlowFirst, openai_app
+from tests.unit.ai.ai_fakes import SlowFirst
 
 pytestmark = pytest.mark.e2e
 
@@ -83,19 +81,9 @@ async def test_a_thousand_streams_from_one_ip_get_fifty(api, stack, watch, bot):
     measured.check()
 
 
-@pytest.fixture
-async def held_provider():
-    """An OpenAI-compatible provider whose replies wait for the test before the first token."""
-    fake = FakeProvider(script=[SlowFirst(["Held ", "reply."], hold_s=60)])
-    server = TestServer(openai_app(fake), host="127.0.0.1")
-    await server.start_server()
-    fake.server = server
-    yield fake
-    fake.release.set()
-    await server.close()
-
-
-async def test_completions_held_open_by_one_tenant_are_capped(api, stack, watch, held_provider):
+async def test_completions_held_open_by_one_tenant_are_capped(api, stack, watch, openai_fake):
+    held_provider = openai_fake  # its replies wait for the test before the first token
+    held_provider.script = [SlowFirst(["Held ", "reply."], hold_s=60)]
     tenant = await api.tenant(stack.admin_key, "Completions Ltd")
     key = tenant["api_key"]["key"]
     status, _ = await api.call("PUT", "/api/v1/provider-keys/openai", key=key,
