@@ -137,3 +137,14 @@ async def test_a_retried_message_counts_once_against_the_quota(api, stack):
     status, body = await api.say(bot["embed_id"], conv, "And on Monday?", "third")
     assert status == 403 and error_of(body)["code"] == "quota_exceeded"
     assert (await api.say(bot["embed_id"], conv, "When do you open?", "same-id"))[0] == 202  # still the same one
+
+
+async def test_a_tenant_holds_at_most_fifty_api_keys(api, stack):
+    tenant = await api.tenant(stack.admin_key, "Many Keys Ltd")
+    key = tenant["api_key"]["key"]
+    created = [await api.call("POST", "/api/v1/api-keys", key=key, json={"name": f"k{i}"}) for i in range(50)]
+    assert [status for status, _ in created].count(201) == 49  # with the first one, fifty
+    status, body = await api.call("POST", "/api/v1/api-keys", key=key, json={"name": "one too many"})
+    assert status == 403 and error_of(body)["details"] == {"limit": "max_api_keys", "value": 50}
+    assert (await api.call("DELETE", f"/api/v1/api-keys/{created[0][1]['id']}", key=key))[0] == 200
+    assert (await api.call("POST", "/api/v1/api-keys", key=key, json={"name": "in its place"}))[0] == 201
