@@ -208,10 +208,11 @@ async def delete_document(ctx: Ctx) -> web.Response:
 
 
 @op("POST", BASE + "/crawls", summary="Crawl a site into the knowledge base", tag=TAG, body=CrawlIn, status=202,
-    json_object=True)
+    json_object=True, extra_responses={409: "The tenant already runs as many crawls as it may (too_many_crawls)"})
 async def start_crawl(ctx: Ctx) -> web.Response:
     """Respects robots.txt and a per-site rate, bounded in pages and depth, with include and
-    exclude path patterns; keeps each page's main text."""
+    exclude path patterns; keeps each page's main text. Takes at most the room left under the
+    plan's document limit; a tenant runs two crawls at once."""
     return await _proxy(ctx, "/crawls", params=await _plan(ctx))
 
 

@@ -296,7 +296,7 @@ async def start_crawl(deps, tenant_id: uuid.UUID, chatbot_id: uuid.UUID, options
         room = await service.make_room(conn, tenant_id, max_documents)
         running = await repo.count_running_crawls(conn, tenant_id, stale_after_s=CRAWL_STALE_S)
         if running >= limit:
-            raise service.KnowledgeError(429, "too_many_crawls",
+            raise service.KnowledgeError(409, "too_many_crawls",
                                          f"{running} crawls are running; a tenant may run {limit} at once",
                                          {"running": running, "max": limit})
         max_pages = min(options.max_pages, deps.settings.crawl_max_pages_limit, room or options.max_pages)

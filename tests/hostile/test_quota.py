@@ -71,7 +71,7 @@ async def test_a_crawl_takes_only_the_room_left_and_a_tenant_runs_two_at_once(ap
     status, second = await api.call("POST", base, key=key, json={**slow, "start_url": sites.url("/100")})
     assert status == 202
     status, body = await api.call("POST", base, key=key, json={**slow, "start_url": sites.url("/150")})
-    assert status == 429 and error_of(body)["code"] == "too_many_crawls"
+    assert status == 409 and error_of(body)["code"] == "too_many_crawls"
     assert body["error"]["details"] == {"running": 2, "max": 2}
 
     async def both_finished():
