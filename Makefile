@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 RUN_ENV := set -a && . .data/run.env && set +a
 TEST_ENV := set -a && . .data/test.env && set +a
 
-.PHONY: install lock run stop status logs test bench clean-data
+.PHONY: install lock run stop status logs test test-deploy bench clean-data
 
 # Every install takes its versions from constraints.txt (see `make lock`).
 $(STAMP): pyproject.toml constraints.txt
@@ -46,6 +46,13 @@ test: install
 	$(PY) -m scripts.frontend build
 	$(PY) -m scripts.frontend ensure-browser
 	$(TEST_ENV) && $(PY) -m pytest $(PYTEST_ARGS)
+
+## The production shape for real: builds the Dockerfile's images (local stand-ins for the base
+## images), starts docker-compose.prod.yml and tests it through a proxy like Coolify's.
+## Installs Docker from Debian and starts dockerd when needed (docs/deploy.md).
+test-deploy: install
+	$(PY) -m scripts.frontend ensure-browser
+	$(PY) -m scripts.deploy_test $(PYTEST_ARGS)
 
 ## Benchmarks against the running processes; writes docs/benchmarks.md.
 bench: install

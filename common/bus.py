@@ -25,6 +25,7 @@ from aio_pika.abc import (AbstractChannel, AbstractExchange, AbstractIncomingMes
 from pydantic import ValidationError
 
 from common import metrics
+from common.availability import BROKER, unavailable_dependency
 from common.events import EVENT_TYPES, STREAM_EVENTS, Event
 from common.logging import bound_contextvars, get_logger
 from common.topology import SUBSCRIPTIONS, durable_queues, queue_name
@@ -38,12 +39,29 @@ class BusError(RuntimeError):
     pass
 
 
+class Defer(Exception):
+    """Raised by a handler for an event that cannot be handled *yet* (its predecessor in a
+    conversation has not arrived): it comes back after ``delay_s``, without counting as a
+    failed attempt."""
+
+    def __init__(self, delay_s: float, reason: str = ""):
+        super().__init__(reason or f"deferred for {delay_s} s")
+        self.delay_s = delay_s
+
+
 @dataclass
 class _Subscription:
     event_cls: type[Event]
     handler: Handler
     queue: str
     prefetch: int
+    # events with the same key are handled one at a time, in delivery order
+    ordered_by: Callable[[Any], Any] | None = None
+
+
+Probe = Callable[[], Awaitable[Any]]
+# seconds between looks at a dependency that is away: quick at first, then every 10 s
+HOLD_BACKOFF_S = (0.5, 1, 2, 3, 5, 10)
 
 
 def retry_queue(queue: str) -> str:
@@ -67,7 +85,15 @@ class Bus:
         self._exchanges: dict[str, AbstractExchange] = {}
         self._subscriptions: list[_Subscription] = []
         self._consumers: list[tuple[AbstractQueue, str]] = []
+        self._durable_consumers: list[tuple[_Subscription, AbstractQueue, str]] = []
         self._inflight: set[asyncio.Task] = set()
+        # dependency holds: while a dependency is away, this process takes no events
+        self._key_locks: dict[Any, asyncio.Lock] = {}
+        self._probes: dict[str, Probe] = {BROKER: self._probe_broker}
+        self._on_back: dict[str, Probe] = {}
+        self._held: dict[str, float] = {}          # dependency -> since (monotonic)
+        self._hold_task: asyncio.Task | None = None
+        self._stopping = False
         self._stream_queue: AbstractQueue | None = None
         self._stream_bindings: dict[str, int] = {}
         self._depth_task: asyncio.Task | None = None
@@ -139,28 +165,111 @@ class Bus:
 
     # --- consuming -------------------------------------------------------------------------
 
-    def subscribe(self, event_cls: type[Event], handler: Handler, *, prefetch: int | None = None) -> None:
+    def subscribe(self, event_cls: type[Event], handler: Handler, *, prefetch: int | None = None,
+                  ordered_by: Callable[[Any], Any] | None = None) -> None:
         """Register ``handler`` for ``event_cls`` on this service's durable queue.
 
         The handler must be idempotent (see ``common.db.claim``); the message is acked when it
-        returns, retried when it raises.
+        returns, retried when it raises. With ``ordered_by`` (e.g. the conversation id), events
+        with the same key run one after the other in the order the queue delivered them, while
+        events of different keys still run side by side.
         """
         if event_cls not in SUBSCRIPTIONS.get(self.service, ()):
             raise BusError(f"{self.service} does not subscribe to {event_cls.name()} in common/topology.py")
         self._subscriptions.append(_Subscription(
-            event_cls, handler, queue_name(event_cls, self.service), prefetch or self.prefetch))
+            event_cls, handler, queue_name(event_cls, self.service), prefetch or self.prefetch, ordered_by))
 
     async def start_consuming(self) -> None:
         assert self.connection is not None
+        self._stopping = False
         for sub in self._subscriptions:
             channel = await self.connection.channel()
             await channel.set_qos(prefetch_count=sub.prefetch)
             queue = await channel.declare_queue(sub.queue, durable=True)
             tag = await queue.consume(self._consumer(sub))
-            self._consumers.append((queue, tag))
+            self._durable_consumers.append((sub, queue, tag))
             log.info("consuming", queue=sub.queue)
         if self._subscriptions and self._depth_task is None:
             self._depth_task = asyncio.create_task(self._watch_depths(), name="queue-depths")
+
+    # --- holding while a dependency is away ------------------------------------------------
+
+    def add_probe(self, dependency: str, probe: Probe, *, on_back: Probe | None = None) -> None:
+        """``probe()`` succeeds when ``dependency`` answers again (the service's database...);
+        ``on_back()`` runs once it does (e.g. replace a pool's connections to the old server)."""
+        self._probes[dependency] = probe
+        if on_back is not None:
+            self._on_back[dependency] = on_back
+
+    @property
+    def held(self) -> dict[str, float]:
+        """Dependencies this process is waiting for, with seconds waited so far."""
+        now = asyncio.get_running_loop().time()
+        return {name: round(now - since, 1) for name, since in self._held.items()}
+
+    async def _probe_broker(self) -> None:
+        if not self.is_connected:
+            raise ConnectionError("not connected to RabbitMQ")
+
+    async def _hold(self, dependency: str, error: BaseException) -> None:
+        """Stop taking events until ``dependency`` answers. The failing message goes back to
+        its queue untouched (no retry counted); the consumers are cancelled first, so it is not
+        handed straight back to us (no hot loop), and other replicas may still take it."""
+        loop = asyncio.get_running_loop()
+        if dependency not in self._held:
+            self._held[dependency] = loop.time()
+            metrics.DEPENDENCY_UP.labels(self.service, dependency).set(0)
+            log.warning("consumers_held", dependency=dependency, error=repr(error)[:300])
+        if self._hold_task is None or self._hold_task.done():
+            self._hold_task = asyncio.create_task(self._wait_for_dependencies(), name="bus-hold")
+            metrics.CONSUMERS_HELD.labels(self.service).set(1)
+            await self._cancel_consumers()
+
+    async def _cancel_consumers(self) -> None:
+        for _sub, queue, tag in self._durable_consumers:
+            try:
+                await queue.cancel(tag)
+            except Exception:  # noqa: BLE001 - the channel may be gone with the broker
+                pass
+
+    async def _wait_for_dependencies(self) -> None:
+        attempt = 0
+        while self._held and not self._stopping:
+            await asyncio.sleep(HOLD_BACKOFF_S[min(attempt, len(HOLD_BACKOFF_S) - 1)])
+            attempt += 1
+            for dependency in list(self._held):
+                probe = self._probes.get(dependency)
+                try:
+                    if probe is not None:
+                        await asyncio.wait_for(probe(), 5)
+                    await self._probe_broker()  # nothing resumes without the broker
+                except Exception:  # noqa: BLE001 - still away: look again later
+                    continue
+                since = self._held.pop(dependency)
+                if dependency in self._on_back:
+                    try:
+                        await self._on_back[dependency]()
+                    except Exception:  # noqa: BLE001 - only an optimisation
+                        log.debug("on_back_failed", dependency=dependency, exc_info=True)
+                metrics.DEPENDENCY_UP.labels(self.service, dependency).set(1)
+                log.info("dependency_back", dependency=dependency,
+                         held_s=round(asyncio.get_running_loop().time() - since, 1))
+        if self._stopping:
+            return
+        resumed = []
+        for index, (sub, queue, _old) in enumerate(self._durable_consumers):
+            try:
+                tag = await queue.consume(self._consumer(sub))
+            except Exception as exc:  # noqa: BLE001 - the broker went away again: hold for it
+                self._hold_task = None
+                self._held.setdefault(BROKER, asyncio.get_running_loop().time())
+                log.warning("consumers_resume_failed", error=repr(exc)[:200])
+                self._hold_task = asyncio.create_task(self._wait_for_dependencies(), name="bus-hold")
+                return
+            self._durable_consumers[index] = (sub, queue, tag)
+            resumed.append(sub.queue)
+        metrics.CONSUMERS_HELD.labels(self.service).set(0)
+        log.info("consumers_resumed", queues=len(resumed))
 
     def _consumer(self, sub: _Subscription) -> Callable[[AbstractIncomingMessage], Awaitable[None]]:
         async def on_message(message: AbstractIncomingMessage) -> None:
@@ -184,15 +293,50 @@ class Bus:
         with bound_contextvars(correlation_id=event.correlation_id, event=name,
                                event_id=str(event.event_id), tenant_id=str(event.tenant_id)):
             try:
-                await sub.handler(event)
+                await self._run_handler(sub, event)
             except asyncio.CancelledError:
                 await self._requeue(message)
                 raise
-            except Exception as exc:  # noqa: BLE001 - every failure is retried, then dead-lettered
+            except Exception as exc:  # noqa: BLE001 - held, or retried then dead-lettered
+                if isinstance(exc, Defer):
+                    await self._defer(sub, message, exc)
+                    return
+                dependency = unavailable_dependency(exc)
+                if dependency is not None:
+                    # not this event's fault: it goes back untouched and waits for the dependency
+                    await self._hold(dependency, exc)
+                    await self._requeue(message)
+                    metrics.EVENTS_HELD.labels(self.service, name, dependency).inc()
+                    return
                 await self._retry_or_dead_letter(sub, message, exc)
                 return
             await message.ack()
             metrics.EVENTS_CONSUMED.labels(self.service, name).inc()
+
+    async def _run_handler(self, sub: _Subscription, event: Event) -> None:
+        if sub.ordered_by is None:
+            await sub.handler(event)
+            return
+        # asyncio.Lock wakes waiters first come, first served, and deliveries start their
+        # tasks in delivery order: same-key events run in the order the queue gave them
+        key = sub.ordered_by(event)
+        lock = self._key_locks.setdefault(key, asyncio.Lock())
+        try:
+            async with lock:
+                await sub.handler(event)
+        finally:
+            if not lock.locked() and not getattr(lock, "_waiters", None):
+                self._key_locks.pop(key, None)
+
+    async def _defer(self, sub: _Subscription, message: AbstractIncomingMessage, deferral: Defer) -> None:
+        """Back through the retry queue after the delay, its attempt count unchanged."""
+        try:
+            await self._copy_to(retry_queue(sub.queue), message, {}, expiration_ms=max(1, int(deferral.delay_s * 1000)))
+        except Exception:  # noqa: BLE001 - could not park it: let the broker give it back
+            await self._requeue(message)
+            return
+        await message.ack()
+        metrics.EVENTS_DEFERRED.labels(self.service, sub.event_cls.name()).inc()
 
     async def _requeue(self, message: AbstractIncomingMessage) -> None:
         try:
@@ -273,9 +417,15 @@ class Bus:
 
     async def stop_consuming(self, timeout: float = 20.0) -> None:
         """Stop taking new messages, then let in-flight handlers finish (graceful shutdown)."""
+        self._stopping = True
         if self._depth_task is not None:
             self._depth_task.cancel()
             self._depth_task = None
+        if self._hold_task is not None:
+            self._hold_task.cancel()
+            self._hold_task = None
+        await self._cancel_consumers()
+        self._durable_consumers.clear()
         for queue, tag in self._consumers:
             try:
                 await queue.cancel(tag)
@@ -316,6 +466,17 @@ class Bus:
 
         tag = await self._stream_queue.consume(on_message, no_ack=True)
         self._consumers.append((self._stream_queue, tag))
+
+    def on_reconnect(self, callback: Callable[[], Any]) -> None:
+        """``callback()`` runs each time the connection to the broker came back. Transient
+        stream events published while it was away are gone; the gateway closes its SSE
+        streams then, and each client reconnects with Last-Event-ID, which replays what it missed."""
+        assert self.connection is not None
+
+        def fire(*_args) -> None:
+            log.info("broker_reconnected")
+            callback()
+        self.connection.reconnect_callbacks.add(fire)
 
     async def bind_stream(self, routing_key: str) -> None:
         assert self._stream_queue is not None, "open_stream() first"

@@ -124,6 +124,11 @@ class OutboxRelay:
 
     Woken by NOTIFY on commit, and polls every ``interval`` seconds to recover rows left by a
     crash. Rows are locked with SKIP LOCKED, so replicas share the work.
+
+    The LISTEN connection dies with the database (a restart, a failover); it is re-established
+    as soon as the database answers again, so the fast path comes back by itself. Until then
+    the relay polls, and ``listening`` is False (``/health`` reports it). Failures are logged
+    when they start and when they end, not every round.
     """
 
     def __init__(self, pool: asyncpg.Pool, bus, *, interval: float = 1.0, batch: int = 100):
@@ -134,11 +139,51 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._listen_conn: asyncpg.Connection | None = None
+        self._failing_since: float | None = None
+
+    @property
+    def listening(self) -> bool:
+        try:
+            return self._listen_conn is not None and not self._listen_conn.is_closed()
+        except asyncpg.InterfaceError:  # the pool took it back (closing)
+            return False
 
     async def start(self) -> None:
-        self._listen_conn = await self.pool.acquire()
-        await self._listen_conn.add_listener(OUTBOX_CHANNEL, self._on_notify)
+        await self._listen()
         self._task = asyncio.create_task(self._run(), name="outbox-relay")
+
+    async def _listen(self) -> bool:
+        if self.listening:
+            return True
+        await self._unlisten()
+        try:
+            conn = await self.pool.acquire(timeout=5)
+        except Exception:  # noqa: BLE001 - the database is away: poll until it is back
+            return False
+        try:
+            await conn.add_listener(OUTBOX_CHANNEL, self._on_notify)
+            conn.add_termination_listener(self._on_lost)
+        except Exception:  # noqa: BLE001
+            await self.pool.release(conn)
+            return False
+        self._listen_conn = conn
+        self._wake.set()  # rows committed while we were not listening
+        return True
+
+    async def _unlisten(self) -> None:
+        conn, self._listen_conn = self._listen_conn, None
+        if conn is None:
+            return
+        try:
+            conn.remove_termination_listener(self._on_lost)
+            if not conn.is_closed():
+                await conn.remove_listener(OUTBOX_CHANNEL, self._on_notify)
+        except Exception:  # noqa: BLE001 - closing anyway
+            pass
+        try:
+            await self.pool.release(conn)
+        except Exception:  # noqa: BLE001
+            pass
 
     async def stop(self) -> None:
         if self._task:
@@ -147,19 +192,21 @@ class OutboxRelay:
                 await self._task
             except asyncio.CancelledError:
                 pass
-        if self._listen_conn is not None:
-            try:
-                await self._listen_conn.remove_listener(OUTBOX_CHANNEL, self._on_notify)
-            except Exception:  # noqa: BLE001 - closing anyway
-                pass
-            await self.pool.release(self._listen_conn)
-            self._listen_conn = None
-        await self.drain()
+        await self._unlisten()
+        try:
+            await self.drain()
+        except Exception as exc:  # noqa: BLE001 - the rows stay; the next start publishes them
+            log.warning("outbox_not_drained_at_stop", error=repr(exc)[:200])
 
     def _on_notify(self, *_args) -> None:
         self._wake.set()
 
+    def _on_lost(self, *_args) -> None:
+        log.warning("outbox_listen_lost")
+        self._wake.set()
+
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=self.interval)
@@ -167,13 +214,21 @@ class OutboxRelay:
                 pass
             self._wake.clear()
             try:
+                if not self.listening and await self._listen():
+                    log.info("outbox_listening_again")
                 while await self.drain() == self.batch:
                     pass
             except asyncio.CancelledError:
                 raise
-            except Exception:  # broker or database away: the rows stay, next round retries
-                log.warning("outbox_relay_failed", exc_info=True)
+            except Exception as exc:  # broker or database away: the rows stay, next round retries
+                if self._failing_since is None:
+                    self._failing_since = loop.time()
+                    log.warning("outbox_relay_failing", error=repr(exc)[:300])
                 await asyncio.sleep(self.interval)
+                continue
+            if self._failing_since is not None:
+                log.info("outbox_relay_recovered", after_s=round(loop.time() - self._failing_since, 1))
+                self._failing_since = None
 
     async def drain(self) -> int:
         async with self.pool.acquire() as conn, conn.transaction():

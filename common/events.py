@@ -135,6 +135,19 @@ class VisitorMessageReceivedEvent(Event):
     # endpoint); None means "the conversation service knows the history"
     history: list[HistoryMessage] | None = None
     channel: Literal["widget", "api"] = "widget"
+    # the gateway's running number of the messages it accepted in this conversation: the
+    # conversation service stores and answers them in this order (None: no order to keep)
+    seq: int | None = None
+
+
+class VisitorMessageAcceptedEvent(Event):
+    """A stream marker: the gateway accepted a message. The gateway holding the visitor's
+    stream starts waiting for its reply, and tells the visitor if none comes in time, even
+    while the services that would say so cannot (a database outage, say)."""
+    transient: ClassVar[bool] = True
+    chatbot_id: uuid.UUID
+    conversation_id: uuid.UUID
+    message_id: uuid.UUID
 
 
 # --- conversation ----------------------------------------------------------------------------
@@ -165,6 +178,7 @@ class AiReplyStartedEvent(Event):
     conversation_id: uuid.UUID
     reply_id: uuid.UUID
     reply_seq: int
+    visitor_message_id: uuid.UUID | None = None
 
 
 class AiReplyChunkEvent(Event):
@@ -208,6 +222,7 @@ class AiReplyFailedEvent(Event):
     message: str
     # what the visitor had already seen when a reply was cancelled (code "cancelled")
     partial_text: str = ""
+    visitor_message_id: uuid.UUID | None = None
 
 
 # --- avatar ----------------------------------------------------------------------------------
@@ -262,6 +277,7 @@ def _all_event_classes() -> dict[str, type[Event]]:
 
 EVENT_TYPES: dict[str, type[Event]] = _all_event_classes()
 STREAM_EVENTS: tuple[type[Event], ...] = (
+    VisitorMessageAcceptedEvent,
     AiReplyStartedEvent,
     AiReplyChunkEvent,
     AiReplyCompletedEvent,

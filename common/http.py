@@ -5,17 +5,24 @@ from typing import Any
 
 import aiohttp
 
-from common.logging import get_contextvars, get_logger
-from common.web import ApiError
-
-log = get_logger(__name__)
+from common.logging import get_contextvars
+from common.settings import INTERNAL_KEY_HEADER
+from common.web import RETRY_AFTER_S, ApiError, _log_unavailable
 
 
 def unreachable(service: str, exc: BaseException) -> ApiError:
     """A callee that is down or broken: a 503 the client retries. What went wrong (addresses,
     ports, the exception) is logged, never answered: it maps our network for a caller."""
-    log.warning("internal_call_failed", callee=service, error=repr(exc)[:300])
-    return ApiError(503, "unavailable", f"the {service} service is not reachable; try again")
+    _log_unavailable(service, exc)
+    return ApiError(503, "unavailable", f"the {service} service is not reachable; try again",
+                    headers={"Retry-After": str(RETRY_AFTER_S)})
+
+
+def internal_session(internal_api_key: str | None, **kwargs) -> aiohttp.ClientSession:
+    """The client session for calls to other services' /internal/ routes: every request it
+    makes carries the internal credential (when one is configured)."""
+    headers = {INTERNAL_KEY_HEADER: internal_api_key} if internal_api_key else {}
+    return aiohttp.ClientSession(headers=headers, **kwargs)
 
 
 class InternalClient:

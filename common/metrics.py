@@ -14,3 +14,14 @@ TIME_TO_FIRST_TOKEN = Histogram(
 )
 QUEUE_DEPTH = Gauge("queue_depth_messages", "Messages ready in a consumed queue (and its dead-letter queue)",
                     ["service", "queue"])
+EVENTS_HELD = Counter("events_held_total", "Events put back untouched because a dependency was away",
+                      ["service", "event", "dependency"])
+CONSUMERS_HELD = Gauge("bus_consumers_held", "1 while this process takes no events, waiting for a dependency",
+                       ["service"])
+DEPENDENCY_UP = Gauge("dependency_up", "0 while a dependency is away (as seen by the bus), else 1",
+                      ["service", "dependency"])
+EVENTS_DEFERRED = Counter("events_deferred_total", "Events put off until their predecessor was handled",
+                          ["service", "event"])
+MESSAGE_ORDER_GAPS = Counter("message_order_gaps_total",
+                             "Messages stored after waiting in vain for an earlier message of their conversation",
+                             ["service"])

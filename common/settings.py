@@ -14,6 +14,10 @@ from typing import Annotated, ClassVar
 from pydantic import AliasChoices, BeforeValidator, Field, create_model
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+# The header every internal HTTP call carries when INTERNAL_API_KEY is set (see common/web.py).
+INTERNAL_KEY_HEADER = "X-Internal-Key"
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+
 SERVICE_PORTS = {
     "gateway": 3000,
     "conversation": 3010,
@@ -50,12 +54,17 @@ def _default_instance_id() -> str:
 
 
 class ServiceSettings(BaseSettings):
-    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+    # hide_input_in_errors: a validation error must never print the environment (secrets) into a log
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True, hide_input_in_errors=True)
 
     service: ClassVar[str] = ""
 
     amqp_url: str = Field("amqp://guest:guest@127.0.0.1:5672/", validation_alias="AMQP_URL")
-    bind_host: str = Field("127.0.0.1", validation_alias="BIND_HOST")
+    # `production` (the image sets it) refuses development defaults for secrets
+    environment: str = Field("development", validation_alias="AVATARCHAT_ENV")
+    # Shared by every program: each /internal/ route requires it, every internal client sends it.
+    # Needed whenever a service other than the gateway listens beyond loopback.
+    internal_api_key: str | None = Field(None, validation_alias="INTERNAL_API_KEY")
     log_level: str = Field("INFO", validation_alias="LOG_LEVEL")
     instance_id: str = Field(default_factory=_default_instance_id, validation_alias="INSTANCE_ID")
     # Seconds a SIGTERM waits for in-flight handlers and streams before exiting.
@@ -67,6 +76,18 @@ class ServiceSettings(BaseSettings):
     db_pool_max: int = Field(10, validation_alias="DB_POOL_MAX")
     # a request body must arrive within this (408 otherwise): a trickled body holds no handler
     body_timeout_s: float = Field(30.0, gt=0, validation_alias="BODY_TIMEOUT_SECONDS")
+    # How long a visitor waits for a reply at most. The conversation service owns it (its
+    # watchdog fails overdue replies, and a message that waited out a long outage is failed,
+    # not answered late); ai gives up a little earlier, the gateway's stream a little later.
+    reply_deadline_s: float = Field(180.0, validation_alias="REPLY_DEADLINE_SECONDS")
+
+
+def listen_problem(settings: ServiceSettings) -> str | None:
+    """Why this service must not start listening as configured, or None."""
+    if settings.service == "gateway" or settings.bind_host in LOOPBACK_HOSTS or settings.internal_api_key:
+        return None
+    return (f"{settings.service} would listen on {settings.bind_host} with its /internal/ routes open: "
+            "set INTERNAL_API_KEY (the same value in every container) or keep it on 127.0.0.1")
 
 
 def settings_for(name: str, base: type[ServiceSettings] = ServiceSettings) -> type[ServiceSettings]:
@@ -80,6 +101,9 @@ def settings_for(name: str, base: type[ServiceSettings] = ServiceSettings) -> ty
         __base__=base,
         database_url=(str, Field(validation_alias=AliasChoices(f"{upper}_DATABASE_URL", "DATABASE_URL"))),
         port=(int, Field(SERVICE_PORTS[name], validation_alias=f"{upper}_PORT")),
+        # <NAME>_BIND_HOST wins over BIND_HOST, so one container can put only the gateway on
+        # its network interface and keep the five internal services on loopback
+        bind_host=(str, Field("127.0.0.1", validation_alias=AliasChoices(f"{upper}_BIND_HOST", "BIND_HOST"))),
     )
     cls.service = name
     return cls

@@ -9,22 +9,26 @@ and the outbox relay, and on shutdown stops consuming and lets in-flight work fi
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import time
 import uuid
 from pathlib import Path
 from typing import Any, Awaitable, Callable, TypeVar
+from urllib.parse import urlsplit
 
+import aio_pika
 import asyncpg
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ValidationError
 
 from common import metrics
+from common.availability import DATABASE, unavailable_dependency
 from common.bus import Bus
 from common.db import OutboxRelay, create_pool
 from common.logging import bind_contextvars, configure_logging, get_logger
-from common.settings import ServiceSettings
+from common.settings import INTERNAL_KEY_HEADER, ServiceSettings, listen_problem
 
 log = get_logger(__name__)
 
@@ -108,9 +112,43 @@ async def error_middleware(request: web.Request, handler):
                               json.loads(exc.json(include_url=False, include_context=False)))
     except asyncio.CancelledError:
         raise
-    except Exception:  # noqa: BLE001 - the one place that turns surprises into a JSON 500
+    except Exception as exc:  # noqa: BLE001 - the one place that turns surprises into a JSON 500
+        dependency = unavailable_dependency(exc)
+        if dependency is not None:
+            # the database or another service is away for a moment: the client should retry
+            _log_unavailable(dependency, exc)
+            return error_response(503, "unavailable",
+                                  "the service is briefly unavailable; please retry in a few seconds",
+                                  {"dependency": dependency}, headers={"Retry-After": str(RETRY_AFTER_S)})
         log.exception("unhandled_error", path=request.path)
         return error_response(500, "internal_error", "something went wrong on our side")
+
+
+RETRY_AFTER_S = 5
+_last_unavailable_log: dict[str, float] = {}
+
+
+def _log_unavailable(dependency: str, exc: BaseException) -> None:
+    """At most one line per dependency every 10 s: an outage must not flood the log."""
+    now = time.monotonic()
+    if now - _last_unavailable_log.get(dependency, -1e9) >= 10:
+        _last_unavailable_log[dependency] = now
+        log.warning("dependency_unavailable", dependency=dependency, error=repr(exc)[:300])
+
+
+@web.middleware
+async def internal_auth_middleware(request: web.Request, handler):
+    """Every /internal/ route needs the shared internal credential when one is configured
+    (always in production), so a service reachable from other containers serves only our own."""
+    expected = request.app[SETTINGS].internal_api_key
+    if expected and (request.path == "/internal" or request.path.startswith("/internal/")):
+        given = request.headers.get(INTERNAL_KEY_HEADER, "")
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            log.warning("internal_request_refused", path=request.path, remote=request.remote,
+                        reason="missing credential" if not given else "wrong credential")
+            return error_response(401, "unauthorized", "internal routes need the internal credential",
+                                  {"header": INTERNAL_KEY_HEADER})
+    return await handler(request)
 
 
 def json_body_cap(max_chars: int) -> int:
@@ -206,6 +244,8 @@ async def health(request: web.Request) -> web.Response:
                             **(detail or {})}
         except Exception as exc:  # noqa: BLE001 - a failed check is reported, not raised
             checks[name] = {"ok": False, "error": repr(exc)[:300]}
+            # the operator reads why a container is unhealthy in its log
+            log.warning("health_check_failed", check=name, error=repr(exc)[:300])
     ok = all(c["ok"] for c in checks.values())
     body = {"status": "ok" if ok else "degraded", "service": request.app[SETTINGS].service,
             "instance": request.app[SETTINGS].instance_id, "checks": checks}
@@ -227,10 +267,27 @@ async def _check_bus(app: web.Application) -> dict:
     return {}
 
 
+async def _check_consumers(app: web.Application) -> dict:
+    held = app[BUS].held
+    if held:
+        raise RuntimeError(f"taking no events while waiting for: {', '.join(f'{d} ({s} s)' for d, s in held.items())}")
+    return {}
+
+
+def _outbox_check(relay: OutboxRelay):
+    async def check(app: web.Application) -> dict:
+        if not relay.listening:
+            # still delivered, by the one-second poll: slower, not lost
+            raise RuntimeError("not listening for outbox notifications; events wait for the poll")
+        return {}
+    return check
+
+
 def make_app(settings: ServiceSettings, *, middlewares: list | None = None,
              client_max_size: int = 1024 ** 2) -> web.Application:
     configure_logging(settings.service, settings.log_level)
-    app = web.Application(middlewares=[context_middleware, error_middleware, *(middlewares or [])],
+    app = web.Application(middlewares=[context_middleware, error_middleware, internal_auth_middleware,
+                                       *(middlewares or [])],
                           client_max_size=client_max_size)
     app[SETTINGS] = settings
     app[HEALTH_CHECKS] = {}
@@ -264,19 +321,28 @@ def service_context(migrations: Path, *, pool: asyncpg.Pool | None = None, bus: 
     async def ctx(app: web.Application):
         settings = app[SETTINGS]
         own_pool = pool is None
-        app[POOL] = pool or await create_pool(settings.database_url, vector=vector,
-                                              max_size=settings.db_pool_max, migrations=migrations)
+        app[POOL] = pool or await until_reachable(
+            "postgres", settings.database_url,
+            lambda: create_pool(settings.database_url, vector=vector, max_size=settings.db_pool_max,
+                                migrations=migrations))
         own_bus = bus is None
         app[BUS] = bus or Bus(settings.amqp_url, settings.service, prefetch=settings.bus_prefetch,
                               max_retries=settings.bus_max_retries,
                               retry_delay_ms=settings.bus_retry_delay_ms)
         if own_bus:
-            await app[BUS].connect()
+            await until_reachable("rabbitmq", settings.amqp_url, app[BUS].connect)
         app[HEALTH_CHECKS]["database"] = _check_db
         app[HEALTH_CHECKS]["broker"] = _check_bus
+        # while the database is away, the bus holds this service's consumers and probes it
+        # (and then replaces the pool's connections to the old server at once, instead of
+        # letting each fail once more)
+        app[BUS].add_probe(DATABASE, lambda: app[POOL].fetchval("SELECT 1"),
+                           on_back=app[POOL].expire_connections)
         relay = OutboxRelay(app[POOL], app[BUS]) if outbox else None
         if relay:
             await relay.start()
+            app[HEALTH_CHECKS]["outbox"] = _outbox_check(relay)
+        app[HEALTH_CHECKS]["consumers"] = _check_consumers
         if subscribe is not None:
             subscribe(app, app[BUS])
             await app[BUS].start_consuming()
@@ -293,10 +359,52 @@ def service_context(migrations: Path, *, pool: asyncpg.Pool | None = None, bus: 
     return ctx
 
 
+T = TypeVar("T")
+# Errors that mean "not reachable (yet)": refused, unknown host, timeouts, starting up,
+# wrong password or missing database. Anything else (a broken migration, say) still crashes.
+_UNREACHABLE = (OSError, asyncio.TimeoutError, ConnectionError,
+                asyncpg.exceptions.PostgresConnectionError, asyncpg.exceptions.CannotConnectNowError,
+                asyncpg.exceptions.InvalidAuthorizationSpecificationError,
+                asyncpg.exceptions.InvalidCatalogNameError, asyncpg.exceptions.TooManyConnectionsError,
+                asyncpg.exceptions.InterfaceError, aio_pika.exceptions.AMQPConnectionError)
+
+
+async def until_reachable(dependency: str, url: str, connect: Callable[[], Awaitable[T]], *,
+                          max_delay_s: float = 10.0) -> T:
+    """Retry ``connect`` until it works, saying in the log what is unreachable and why.
+
+    Start-up waits here before the port opens, so the service (and its container) stays
+    unhealthy instead of failing requests while reporting healthy.
+    """
+    delay, attempt = 0.5, 0
+    while True:
+        attempt += 1
+        try:
+            return await connect()
+        except _UNREACHABLE as exc:
+            error = str(exc) or type(exc).__name__
+        log.error("dependency_unreachable", dependency=dependency, at=_where(url), attempt=attempt,
+                  error=error[:300], retry_in_s=delay)
+        await asyncio.sleep(delay)
+        delay = min(max_delay_s, delay * 2)
+
+
+def _where(url: str) -> str:
+    """host:port of a URL, never its credentials."""
+    try:
+        parts = urlsplit(url)
+        return f"{parts.hostname}:{parts.port}" if parts.port else str(parts.hostname)
+    except ValueError:
+        return "an unparseable URL"
+
+
 def run(app_factory: Callable[[], Awaitable[web.Application] | web.Application],
         settings: ServiceSettings) -> None:
     """Serve until SIGTERM/SIGINT; aiohttp then runs on_shutdown (close streams) and cleanup."""
     configure_logging(settings.service, settings.log_level)
+    problem = listen_problem(settings)
+    if problem:
+        raise SystemExit(problem)
     web.run_app(app_factory(), host=settings.bind_host, port=settings.port,
                 shutdown_timeout=settings.shutdown_timeout, access_log=None, print=None,
                 handle_signals=True)

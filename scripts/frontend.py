@@ -77,6 +77,13 @@ def _dir(profile: str) -> Path:
     return ROOT / "var" / f"nginx-{profile}"
 
 
+def real_ip_from(ranges: str) -> str:
+    """nginx directives trusting X-Forwarded-For from these ranges (as the container's
+    docker-entrypoint.d/15-avatarchat-real-ip.envsh writes them)."""
+    directives = " ".join(f"set_real_ip_from {r};" for r in ranges.replace(",", " ").split())
+    return directives or "# no trusted proxy in front of nginx"
+
+
 def render(profile: str, port: int, gateway: str) -> Path:
     """Render the container's template for a local nginx: the same file, other values."""
     base = _dir(profile)
@@ -86,7 +93,9 @@ def render(profile: str, port: int, gateway: str) -> Path:
     site = (FRONTEND / "nginx.conf.template").read_text()
     for name, value in {"AVATARCHAT_GATEWAY": gateway, "AVATARCHAT_LISTEN": f"127.0.0.1:{port}",
                         "AVATARCHAT_STATIC_ROOT": str(DIST),
-                        "AVATARCHAT_ACCESS_LOG": str(base / "log" / "access.log")}.items():
+                        "AVATARCHAT_ACCESS_LOG": str(base / "log" / "access.log"),
+                        "AVATARCHAT_REAL_IP_FROM": real_ip_from(os.environ.get("AVATARCHAT_TRUSTED_PROXIES", ""))
+                        }.items():
         site = site.replace("${" + name + "}", value)
     (base / "avatarchat.conf").write_text(site)
     mime = "/etc/nginx/mime.types"

@@ -47,7 +47,7 @@ def _secrets() -> dict:
     path = DATA / "secrets.json"
     data = json.loads(path.read_text()) if path.exists() else {}
     changed = False
-    for key in ["postgres", "admin_api_key", "visitor_token_secret", "secret_key",
+    for key in ["postgres", "admin_api_key", "visitor_token_secret", "secret_key", "internal_api_key",
                 *[f"db_{svc}" for svc in SERVICES]]:
         if key not in data:
             data[key] = secrets.token_urlsafe(24)
@@ -147,10 +147,33 @@ def ensure_embedded_postgres(password: str) -> str:
         say(f"starting embedded PostgreSQL on 127.0.0.1:{port}")
         _run_as_pg_user([
             str(bindir / "pg_ctl"), "-D", str(pgdata), "-l", str(pgdata / "server.log"), "-w", "-t", "60",
-            "-o", f"-p {port} -c listen_addresses=127.0.0.1 -k {pgdata} -c max_connections=300 "
-                  "-c shared_buffers=256MB -c fsync=on",
-            "start"], stdout=subprocess.DEVNULL)
+            "-o", _pg_options(port, pgdata), "start"], stdout=subprocess.DEVNULL)
     return f"postgresql://postgres:{quote(password)}@127.0.0.1:{port}/postgres"
+
+
+def embedded_postgres_running() -> bool:
+    return _pg_running(_pg_bin(), DATA / "postgres")
+
+
+def stop_embedded_postgres(mode: str = "immediate") -> None:
+    """Stop this checkout's embedded Postgres; ``immediate`` is a crash (no shutdown checkpoint,
+    clients cut off), as the fault tests use it."""
+    _run_as_pg_user([str(_pg_bin() / "pg_ctl"), "-D", str(DATA / "postgres"), "-m", mode, "-w", "stop"],
+                    stdout=subprocess.DEVNULL)
+
+
+def start_embedded_postgres() -> None:
+    """Start it again on the port it had (after stop_embedded_postgres)."""
+    port = int((DATA / "postgres.port").read_text())
+    pgdata = DATA / "postgres"
+    _run_as_pg_user([
+        str(_pg_bin() / "pg_ctl"), "-D", str(pgdata), "-l", str(pgdata / "server.log"), "-w", "-t", "120",
+        "-o", _pg_options(port, pgdata), "start"], stdout=subprocess.DEVNULL)
+
+
+def _pg_options(port: int, pgdata: Path) -> str:
+    return (f"-p {port} -c listen_addresses=127.0.0.1 -k {pgdata} -c max_connections=300 "
+            "-c shared_buffers=256MB -c fsync=on")
 
 
 async def ensure_databases(admin_url: str, prefix: str, passwords: dict) -> dict[str, str]:
@@ -249,11 +272,18 @@ def ensure(profile: str) -> Path:
         frontend_port = 18080 + slot
         for i, svc in enumerate(SERVICES):
             env[f"{svc.upper()}_PORT"] = str(TEST_PORT_BASE + 100 * slot + 10 * i)
+    if profile == "run":
+        # `make run` checks the internal credential as production does (the test profile leaves
+        # it out, so integration tests can call /internal/ routes in-process; the end-to-end
+        # stack sets its own)
+        env["INTERNAL_API_KEY"] = os.environ.get("INTERNAL_API_KEY") or passwords["internal_api_key"]
     env["FRONTEND_PORT"] = str(frontend_port)
     env["PUBLIC_BASE_URL"] = os.environ.get("PUBLIC_BASE_URL") or f"http://127.0.0.1:{frontend_port}"
     # the gateway sits behind nginx: the client's address is the hop nginx adds
     env["TRUST_FORWARDED_FOR"] = "true"
     env["AVATAR_STORAGE_DIR"] = str(DATA / f"avatars-{profile}")
+    # the fault suite crash-stops the database: it must be ours (not one POSTGRES_URL names)
+    env["AVATARCHAT_EMBEDDED_POSTGRES"] = "false" if os.environ.get("POSTGRES_URL") else "true"
     if profile == "test":
         # the tests' stand-in LLM providers listen on loopback
         env["AI_PROVIDER_ALLOW_NETWORKS"] = "127.0.0.1/32"

@@ -12,7 +12,8 @@ from common import events as ev
 from common.bus import Bus
 from common.logging import get_logger
 from common.settings import service_url
-from common.web import POOL, make_app, service_context
+from common.http import internal_session
+from common.web import POOL, SETTINGS, make_app, service_context
 from services.ai import repository
 from services.ai.keyvault import KeyVault
 from services.ai.knowledge import KnowledgeClient
@@ -32,7 +33,7 @@ DEPS = web.AppKey("deps", ReplyDeps)
 
 async def _http_session(app: web.Application):
     """One client session for internal HTTP (knowledge search), closed on shutdown."""
-    app[HTTP] = aiohttp.ClientSession()
+    app[HTTP] = internal_session(app[SETTINGS].internal_api_key)
     yield
     await app[HTTP].close()
 
@@ -41,7 +42,7 @@ def _subscribe(settings: Settings):
     def subscribe(app: web.Application, bus: Bus) -> None:
         registry = ProviderRegistry(settings, app[POOL], app[VAULT])
         app[REGISTRY] = registry
-        policy = ReplyPolicy(deadline_s=settings.reply_deadline_s,
+        policy = ReplyPolicy(deadline_s=settings.ai_deadline_s,
                              first_token_timeout_s=settings.first_token_timeout_s,
                              retries=settings.provider_retries, backoff_s=settings.retry_backoff_s,
                              chunk_interval_s=settings.chunk_interval_ms / 1000)
@@ -56,7 +57,9 @@ def _subscribe(settings: Settings):
         async def on_ai_reply_requested(event: ev.AiReplyRequestedEvent) -> None:
             await generate_reply(event, deps)
 
-        bus.subscribe(ev.AiReplyRequestedEvent, on_ai_reply_requested)
+        # a conversation's replies stream one after the other, in the order they were asked
+        bus.subscribe(ev.AiReplyRequestedEvent, on_ai_reply_requested,
+                      ordered_by=lambda event: event.conversation_id)
     return subscribe
 
 

@@ -274,7 +274,7 @@ async def _generate(event: ev.AiReplyRequestedEvent, deps: ReplyDeps, cancel_eve
         await _fail(event, deps, ids, ProviderError(CANCELLED, "cancelled before it started", retryable=False),
                     partial, started)
         return
-    await deps.bus.publish(ev.AiReplyStartedEvent(**ids))
+    await deps.bus.publish(ev.AiReplyStartedEvent(**ids, visitor_message_id=event.visitor_message_id))
 
     search = SearchResult()
     retrieval = Retrieval(query=event.text)
@@ -314,7 +314,7 @@ async def _generate(event: ev.AiReplyRequestedEvent, deps: ReplyDeps, cancel_eve
     async def on_attempt(provider: str, model: str, attempt: int) -> None:
         nonlocal offset
         if offset:  # the visitor saw part of a failed attempt: tell the stream to start over
-            await deps.bus.publish(ev.AiReplyStartedEvent(**ids))
+            await deps.bus.publish(ev.AiReplyStartedEvent(**ids, visitor_message_id=event.visitor_message_id))
         offset = 0
         partial.text, partial.provider, partial.model = "", provider, model
 
@@ -423,7 +423,7 @@ async def _fail(event: ev.AiReplyRequestedEvent, deps: ReplyDeps, ids: dict, err
     prompt_tokens = partial.prompt_tokens if cancelled and partial.text else 0
     completion_tokens = estimate_tokens(partial.text) if cancelled else 0
     cost = deps.prices.cost(partial.model, prompt_tokens, completion_tokens, partial.provider)
-    failed = ev.AiReplyFailedEvent(**ids, code=error.code,
+    failed = ev.AiReplyFailedEvent(**ids, visitor_message_id=event.visitor_message_id, code=error.code,
                                    message=CANCELLED_MESSAGE if cancelled else FAILED_MESSAGE,
                                    partial_text=partial.text if cancelled else "")
     async with deps.pool.acquire() as conn, conn.transaction():

@@ -22,8 +22,11 @@ log = get_logger(__name__)
 def _subscribe(settings: Settings):
     def subscribe(app: web.Application, bus: Bus) -> None:
         pool = app[POOL]
+        # one conversation's messages one at a time, in the order the queue delivers them
         bus.subscribe(ev.VisitorMessageReceivedEvent, partial(
-            handlers.on_visitor_message_received, pool=pool, history_messages=settings.history_messages))
+            handlers.on_visitor_message_received, pool=pool, history_messages=settings.history_messages,
+            order_hold_s=settings.order_hold_s, reply_deadline_s=settings.reply_deadline_s),
+            ordered_by=lambda event: event.conversation_id)
         bus.subscribe(ev.AiReplyCompletedEvent, partial(handlers.on_ai_reply_completed, pool=pool))
         bus.subscribe(ev.AiReplyFailedEvent, partial(handlers.on_ai_reply_failed, pool=pool))
         bus.subscribe(ev.AvatarAnimationSelectedEvent, partial(handlers.on_avatar_animation_selected, pool=pool))

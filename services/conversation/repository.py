@@ -38,17 +38,29 @@ async def history(conn, conversation_id: uuid.UUID, limit: int):
     return list(reversed(rows))
 
 
-async def add_turn(conn, conversation_id, tenant_id, message_id, client_message_id, text, reply_id) -> int:
-    """Store the visitor's message and its pending reply; return the reply's sequence number."""
+async def add_turn(conn, conversation_id, tenant_id, message_id, client_message_id, text, reply_id, *,
+                   accepted_at, reply_status: str = "pending", error: tuple[str, str] | None = None) -> int:
+    """Store the visitor's message and its reply (pending, or already failed); return the
+    reply's sequence number. Both rows are dated when the gateway accepted the message, so
+    the reply deadline counts from then, not from when an outage let us store it."""
     seq = await conn.fetchval(
         "UPDATE conversations SET next_seq = next_seq + 2, updated_at = now() WHERE id = $1 "
         "RETURNING next_seq - 2", conversation_id)
+    code, message = error or (None, None)
     await conn.executemany(
-        "INSERT INTO messages (id, conversation_id, tenant_id, seq, role, status, text, client_message_id, reply_to) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        [(message_id, conversation_id, tenant_id, seq, "visitor", "received", text, client_message_id, None),
-         (reply_id, conversation_id, tenant_id, seq + 1, "assistant", "pending", "", None, message_id)])
+        "INSERT INTO messages (id, conversation_id, tenant_id, seq, role, status, text, client_message_id, reply_to, "
+        "created_at, error_code, error_message, completed_at) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, CASE WHEN $6 = 'failed' THEN now() END)",
+        [(message_id, conversation_id, tenant_id, seq, "visitor", "received", text, client_message_id, None,
+          accepted_at, None, None),
+         (reply_id, conversation_id, tenant_id, seq + 1, "assistant", reply_status, "", None, message_id,
+          accepted_at, code, message)])
     return seq + 1
+
+
+async def set_last_message_seq(conn, conversation_id: uuid.UUID, seq: int) -> None:
+    await conn.execute("UPDATE conversations SET last_message_seq = greatest(last_message_seq, $2) WHERE id = $1",
+                       conversation_id, seq)
 
 
 async def complete_reply(conn, reply_id, text, citations, intent, sentiment, usage, timings) -> bool:
@@ -77,7 +89,7 @@ async def set_animation(conn, reply_id, animation: dict) -> None:
 
 async def overdue_replies(conn, older_than_s: float, limit: int = 100):
     return await conn.fetch(
-        "SELECT m.id, m.seq, m.conversation_id, m.tenant_id, c.chatbot_id FROM messages m "
+        "SELECT m.id, m.seq, m.conversation_id, m.tenant_id, m.reply_to, c.chatbot_id FROM messages m "
         "JOIN conversations c ON c.id = m.conversation_id "
         "WHERE m.status = 'pending' AND m.created_at < now() - make_interval(secs => $1) "
         "ORDER BY m.created_at LIMIT $2 FOR UPDATE OF m SKIP LOCKED", older_than_s, limit)

@@ -10,7 +10,7 @@ import asyncpg
 from aiohttp import web
 
 from common.bus import Bus
-from common.http import InternalClient
+from common.http import InternalClient, internal_session
 from common.logging import get_logger
 from common.settings import SERVICE_PORTS, service_url
 from common.web import BUS, HEALTH_CHECKS, POOL, SHUTDOWN_HOOKS, make_app, service_context
@@ -19,6 +19,7 @@ from services.gateway import (analytics_routes, api, auth, avatar_routes, chat_a
                               knowledge_routes, ratelimit, views, widget)
 from services.gateway import repository
 from services.gateway.clients import CONVERSATION, INTERNAL
+from services.gateway.proxies import TrustedProxies
 from services.gateway.settings import Settings
 from services.gateway.stream import StreamHub
 
@@ -28,7 +29,8 @@ log = get_logger(__name__)
 
 
 async def _clients_ctx(app: web.Application):
-    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200))
+    settings = app[views.SETTINGS_KEY]
+    session = internal_session(settings.internal_api_key, connector=aiohttp.TCPConnector(limit=200))
     app[INTERNAL] = {name: InternalClient(session, service_url(name), name) for name in BACKENDS}
     app[CONVERSATION] = app[INTERNAL]["conversation"]
     yield
@@ -39,6 +41,8 @@ async def _stream_ctx(app: web.Application):
     hub = StreamHub(app[BUS])
     app[widget.HUB] = hub
     await app[BUS].open_stream(hub.dispatch)
+    # stream events sent while the broker was away are lost: clients reconnect and replay
+    app[BUS].on_reconnect(hub.close_all)
     yield
 
 
@@ -51,6 +55,7 @@ async def _purge_ctx(app: web.Application):
             try:
                 await ratelimit.purge(app[POOL])
                 async with app[POOL].acquire() as conn:
+                    await repository.purge_message_seqs(conn)
                     # a retried message id matters within its month; a session past its end is dead
                     last_month = (views.month_start() - timedelta(days=1)).replace(day=1)
                     await repository.purge_counted_messages(conn, last_month)
@@ -82,12 +87,21 @@ async def _check_services(app: web.Application) -> dict:
     return {"services": results}
 
 
-def client_ip(request: web.Request, trust_forwarded: bool) -> str:
-    if trust_forwarded:
-        forwarded = request.headers.get("X-Forwarded-For", "")
-        if forwarded:
-            return forwarded.split(",")[-1].strip()
-    return request.remote or "unknown"
+async def client_ip(request: web.Request, proxies: TrustedProxies | None) -> str:
+    """The visitor's address: from X-Forwarded-For only when TRUST_FORWARDED_FOR is on and the
+    request came from a trusted proxy (nginx); otherwise the peer's own address."""
+    if proxies is None:
+        return request.remote or "unknown"
+    return await proxies.client_ip(request)
+
+
+def _client_ip(settings: Settings):
+    """The app's one way to name a client's address (rate limits, stream caps)."""
+    proxies = TrustedProxies(settings.trusted_proxies) if settings.trust_forwarded_for else None
+
+    async def of(request: web.Request) -> str:
+        return await client_ip(request, proxies)
+    return of
 
 
 def _limiter(settings: Settings):
@@ -96,8 +110,7 @@ def _limiter(settings: Settings):
         if principal is not None:
             await ratelimit.enforce(request, pool, principal.key_id, settings.key_limit)
         else:
-            await ratelimit.enforce(request, pool, client_ip(request, settings.trust_forwarded_for),
-                                    settings.ip_limit)
+            await ratelimit.enforce(request, pool, await request.app[api.CLIENT_IP](request), settings.ip_limit)
     return limit
 
 
@@ -117,9 +130,9 @@ def create_app(settings: Settings | None = None, *, pool: asyncpg.Pool | None = 
     app[views.SETTINGS_KEY] = settings
     app[auth.ADMIN_KEY] = settings.admin_api_key
     app[api.RATE_LIMIT] = _limiter(settings)
-    app[api.CLIENT_IP] = lambda request: client_ip(request, settings.trust_forwarded_for)
+    app[api.CLIENT_IP] = _client_ip(settings)
     app[ratelimit.REFUSED] = {}
-    app.cleanup_ctx.append(service_context(MIGRATIONS, pool=pool, bus=bus, outbox=False))
+    app.cleanup_ctx.append(service_context(MIGRATIONS, pool=pool, bus=bus))
     app.cleanup_ctx.append(_clients_ctx)
     app.cleanup_ctx.append(_stream_ctx)
     app.cleanup_ctx.append(_purge_ctx)

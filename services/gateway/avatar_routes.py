@@ -19,7 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from common import events as ev
 from common.http import InternalClient, unreachable
 from common.logging import get_contextvars, get_logger
-from common.web import BUS, POOL, ApiError, json_response
+from common.db import enqueue
+from common.web import POOL, ApiError, json_response
 from services.gateway import repository
 from services.gateway.api import Ctx, op
 from services.gateway.clients import INTERNAL
@@ -227,11 +228,8 @@ async def set_chatbot_avatar(ctx: Ctx) -> web.Response:
         if row["config"].get("avatar_id") != avatar_id:
             row = await repository.update_chatbot(conn, tenant_id, chatbot_id, row["name"],
                                                   {**row["config"], "avatar_id": avatar_id})
-            changed = row is not None
-        else:
-            changed = False
-    if changed:
-        await request.app[BUS].publish(ev.ChatbotUpdatedEvent(tenant_id=tenant_id, chatbot=snapshot(row)))
+            if row is not None:
+                await enqueue(conn, ev.ChatbotUpdatedEvent(tenant_id=tenant_id, chatbot=snapshot(row)))
     return json_response(result)
 
 

@@ -69,10 +69,10 @@ async def revoke_api_key(conn, tenant_id: uuid.UUID, key_id: str):
 
 
 async def create_chatbot(conn: asyncpg.Connection, tenant_id: uuid.UUID, embed_id: str, name: str,
-                         config: dict) -> asyncpg.Record:
+                         config: dict, *, chatbot_id: uuid.UUID | None = None) -> asyncpg.Record:
     return await conn.fetchrow(
         "INSERT INTO chatbots (id, tenant_id, embed_id, name, config) VALUES ($1, $2, $3, $4, $5) "
-        "RETURNING *", uuid.uuid4(), tenant_id, embed_id, name, config)
+        "RETURNING *", chatbot_id or uuid.uuid4(), tenant_id, embed_id, name, config)
 
 
 async def get_chatbot(conn: asyncpg.Connection, tenant_id: uuid.UUID, chatbot_id: uuid.UUID, *, lock: bool = False):
@@ -158,6 +158,19 @@ async def revoke_visitor_session(conn, tenant_id: uuid.UUID, conversation_id: uu
 async def purge_visitor_sessions(conn, older_than_s: float) -> None:
     await conn.execute("DELETE FROM visitor_sessions WHERE started_at < now() - make_interval(secs => $1)",
                        older_than_s)
+
+
+async def next_message_seq(conn, conversation_id: uuid.UUID) -> int:
+    return await conn.fetchval(
+        "INSERT INTO conversation_sequences AS s (conversation_id, last_seq) VALUES ($1, 1) "
+        "ON CONFLICT (conversation_id) DO UPDATE SET last_seq = s.last_seq + 1, updated_at = now() "
+        "RETURNING last_seq", conversation_id)
+
+
+async def purge_message_seqs(conn, older_than_days: int = 30) -> None:
+    """A conversation quiet for a month starts counting again (conversation accepts that)."""
+    await conn.execute("DELETE FROM conversation_sequences WHERE updated_at < now() - make_interval(days => $1)",
+                       older_than_days)
 
 
 async def messages_this_month(conn, tenant_id: uuid.UUID, month: date) -> int:

@@ -33,8 +33,11 @@ class Settings(settings_for("gateway")):
     sse_max_per_conversation: int = Field(3, ge=1, validation_alias="SSE_MAX_PER_CONVERSATION")
     sse_max_per_ip: int = Field(50, ge=1, validation_alias="SSE_MAX_PER_IP")
     completions_max_per_tenant: int = Field(20, ge=1, validation_alias="CHAT_COMPLETIONS_MAX_PER_TENANT")
-    # behind nginx, the client's address is the last X-Forwarded-For hop nginx added
+    # Behind nginx, the client's address comes from X-Forwarded-For, but only on requests whose
+    # peer is one of TRUSTED_PROXIES (addresses, CIDR ranges or host names such as `frontend`);
+    # anyone else's header is ignored, so a client cannot pick its own rate-limit bucket.
     trust_forwarded_for: bool = Field(False, validation_alias="TRUST_FORWARDED_FOR")
+    trusted_proxies: str = Field("127.0.0.1,::1", validation_alias="TRUSTED_PROXIES")
 
     @property
     def key_limit(self) -> Limit:

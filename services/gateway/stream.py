@@ -147,13 +147,17 @@ def end_payload(event: ev.AiReplyCompletedEvent) -> dict[str, Any]:
 class VisitorStream:
     """One SSE connection: translates bus events into SSE events, in order."""
 
-    def __init__(self, response: EventSourceResponse, animation_wait_s: float):
+    def __init__(self, response: EventSourceResponse, animation_wait_s: float, reply_wait_s: float = 195.0):
         self.resp = response
         self.animation_wait_s = animation_wait_s
+        self.reply_wait_s = reply_wait_s
         self.ended: set[uuid.UUID] = set()
         self.animated: set[uuid.UUID] = set()
         self.pending_end: ev.AiReplyCompletedEvent | None = None
         self.pending_deadline = 0.0
+        # messages accepted in this conversation whose reply has not started: when one waits
+        # past the deadline, the visitor is told, even if no service can say so (an outage)
+        self.awaiting: dict[uuid.UUID, float] = {}
 
     async def send(self, event: str, data: dict, event_id: str) -> None:
         await self.resp.send(json.dumps(data, separators=(",", ":")), event=event, id=event_id)
@@ -187,11 +191,30 @@ class VisitorStream:
             await self.send_end(pending)
 
     def wait_timeout(self) -> float | None:
-        if self.pending_end is None:
+        deadlines = list(self.awaiting.values())
+        if self.pending_end is not None:
+            deadlines.append(self.pending_deadline)
+        if not deadlines:
             return None
-        return max(0.0, self.pending_deadline - time.monotonic())
+        return max(0.0, min(deadlines) - time.monotonic())
+
+    async def expire_awaiting(self) -> None:
+        now = time.monotonic()
+        for message_id, deadline in list(self.awaiting.items()):
+            if deadline <= now:
+                del self.awaiting[message_id]
+                # no id: not a reply event, so Last-Event-ID keeps pointing at the last reply
+                await self.resp.send(json.dumps({"message_id": str(message_id), "code": "reply_timeout",
+                                                 "message": "Sorry, we could not answer in time. Please try again."},
+                                                separators=(",", ":")), event="error")
 
     async def handle(self, event: ev.Event) -> None:
+        if isinstance(event, ev.VisitorMessageAcceptedEvent):
+            self.awaiting[event.message_id] = time.monotonic() + self.reply_wait_s
+            return
+        message_id = getattr(event, "visitor_message_id", None)
+        if message_id is not None:
+            self.awaiting.pop(message_id, None)
         if isinstance(event, ev.AvatarAnimationSelectedEvent):
             if event.reply_id in self.animated:
                 return
@@ -207,7 +230,8 @@ class VisitorStream:
         if getattr(event, "reply_id", None) in self.ended:
             return  # already replayed in full
         if isinstance(event, ev.AiReplyStartedEvent):
-            await self.send("message.start", {"reply_id": str(event.reply_id), "reply_seq": event.reply_seq},
+            await self.send("message.start", {"reply_id": str(event.reply_id), "reply_seq": event.reply_seq,
+                                              "message_id": str(message_id) if message_id else None},
                             f"{event.reply_seq}-0")
         elif isinstance(event, ev.AiReplyChunkEvent):
             await self.send("message.delta", {"reply_id": str(event.reply_id), "offset": event.offset,
@@ -237,7 +261,9 @@ async def pump(stream: VisitorStream, queue: asyncio.Queue) -> None:
                 getter.cancel()
                 if disconnected in done:
                     return
-                await stream.flush_pending()  # the animation did not come in time
+                await stream.expire_awaiting()
+                if stream.pending_end is not None and stream.pending_deadline <= time.monotonic():
+                    await stream.flush_pending()  # the animation did not come in time
                 continue
             event = getter.result()
             if event is _CLOSE:

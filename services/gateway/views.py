@@ -8,7 +8,8 @@ from datetime import date, datetime, timezone
 from aiohttp import web
 
 from common import events as ev
-from common.web import BUS, POOL, ApiError, json_response
+from common.db import enqueue
+from common.web import POOL, ApiError, json_response
 from common import pagination
 from services.gateway import auth, repository
 from services.gateway.api import Ctx, op
@@ -190,21 +191,20 @@ async def assign_avatar(app: web.Application, tenant_id: uuid.UUID, chatbot_id: 
     status=201)
 async def create_chatbot(ctx: Ctx) -> web.Response:
     body: ChatbotIn = ctx.body
+    chatbot_id = uuid.uuid4()
+    if body.avatar_id is not None:
+        # the avatar service refuses another tenant's avatar (404) before anything is created;
+        # if the plan then refuses the chatbot, deleting the avatar lets the unused choice go
+        await assign_avatar(ctx.request.app, ctx.principal.tenant_id, chatbot_id, str(body.avatar_id))
     async with ctx.request.app[POOL].acquire() as conn, conn.transaction():
         tenant = await repository.get_tenant(conn, ctx.principal.tenant_id, lock=True)  # serialises the count
         if await repository.count_chatbots(conn, tenant["id"]) >= tenant["max_chatbots"]:
             raise ApiError(403, "plan_limit_reached", f"your plan allows {tenant['max_chatbots']} chatbots",
                            {"limit": "max_chatbots", "value": tenant["max_chatbots"]})
         row = await repository.create_chatbot(conn, tenant["id"], secrets.token_urlsafe(18), body.name,
-                                              body.model_dump(mode="json", exclude={"name"}))
-    if body.avatar_id is not None:
-        try:  # another tenant's avatar is refused (404), and nothing is left behind
-            await assign_avatar(ctx.request.app, row["tenant_id"], row["id"], str(body.avatar_id))
-        except ApiError:
-            async with ctx.request.app[POOL].acquire() as conn:
-                await repository.delete_chatbot(conn, row["tenant_id"], row["id"])
-            raise
-    await ctx.request.app[BUS].publish(ev.ChatbotCreatedEvent(tenant_id=row["tenant_id"], chatbot=snapshot(row)))
+                                              body.model_dump(mode="json", exclude={"name"}), chatbot_id=chatbot_id)
+        # the event commits with the chatbot (outbox): a crash cannot keep one without the other
+        await enqueue(conn, ev.ChatbotCreatedEvent(tenant_id=row["tenant_id"], chatbot=snapshot(row)))
     return json_response(chatbot_out(row), status=201)
 
 
@@ -254,16 +254,16 @@ async def update_chatbot(ctx: Ctx) -> web.Response:
         config = ChatbotIn.model_validate({"name": name, **merge(row["config"], patch)}, strict=False)
         row = await repository.update_chatbot(conn, row["tenant_id"], row["id"], name,
                                               config.model_dump(mode="json", exclude={"name"}))
-    await ctx.request.app[BUS].publish(ev.ChatbotUpdatedEvent(tenant_id=row["tenant_id"], chatbot=snapshot(row)))
+        await enqueue(conn, ev.ChatbotUpdatedEvent(tenant_id=row["tenant_id"], chatbot=snapshot(row)))
     return json_response(chatbot_out(row))
 
 
 @op("DELETE", "/api/v1/chatbots/{chatbot_id}", summary="Delete a chatbot", tag="Chatbots", status=204)
 async def delete_chatbot(ctx: Ctx) -> web.Response:
-    async with ctx.request.app[POOL].acquire() as conn:
-        row = await _owned_chatbot(ctx, conn)
+    async with ctx.request.app[POOL].acquire() as conn, conn.transaction():
+        row = await _owned_chatbot(ctx, conn, lock=True)
         await repository.delete_chatbot(conn, row["tenant_id"], row["id"])
-    await ctx.request.app[BUS].publish(ev.ChatbotDeletedEvent(tenant_id=row["tenant_id"], chatbot_id=row["id"]))
+        await enqueue(conn, ev.ChatbotDeletedEvent(tenant_id=row["tenant_id"], chatbot_id=row["id"]))
     return web.Response(status=204)
 
 

@@ -11,6 +11,7 @@ import re
 import uuid
 from urllib.parse import unquote_plus, urlsplit
 
+import aio_pika
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse
 from pydantic import ConfigDict, Field
@@ -124,7 +125,7 @@ async def start_conversation(ctx: Ctx) -> web.Response:
     origin = check_origin(request, chatbot)
     settings = request.app[SETTINGS_KEY]
     # each conversation is a new visitor with its own message limit: the IP pays for them
-    await ratelimit.enforce(request, request.app[POOL], request.app[CLIENT_IP](request),
+    await ratelimit.enforce(request, request.app[POOL], await request.app[CLIENT_IP](request),
                             settings.conversation_ip_limit)
     body = ConversationIn()
     if request.body_exists:
@@ -165,7 +166,7 @@ async def post_message(ctx: Ctx) -> web.Response:
     origin = check_origin(ctx.request, chatbot)
     settings = request.app[SETTINGS_KEY]
     await ratelimit.enforce(request, request.app[POOL], str(visitor.visitor_id), settings.visitor_limit)
-    await ratelimit.enforce(request, request.app[POOL], request.app[CLIENT_IP](request), settings.message_ip_limit)
+    await ratelimit.enforce(request, request.app[POOL], await request.app[CLIENT_IP](request), settings.message_ip_limit)
     body: MessageIn = ctx.body
     text = body.text.strip()
     if not text:
@@ -187,23 +188,31 @@ async def accept_message(app: web.Application, chatbot, conversation_id: uuid.UU
     # the same client message id always maps to the same message id: retries are harmless
     message_id = uuid.uuid5(conversation_id, client_message_id)
     month = month_start()
-    async with app[POOL].acquire() as conn:
+    async with app[POOL].acquire() as conn, conn.transaction():
         tenant = await repository.get_tenant(conn, chatbot["tenant_id"])
         if not await repository.count_message(conn, chatbot["tenant_id"], month, tenant["monthly_message_quota"],
                                               message_id):
             raise ApiError(403, "quota_exceeded", "this chatbot has used its messages for the month")
+        # the order this conversation's messages are answered in, whichever gateway took them
+        seq = await repository.next_message_seq(conn, conversation_id)
     event = ev.VisitorMessageReceivedEvent(
         tenant_id=chatbot["tenant_id"], chatbot_id=chatbot["id"], conversation_id=conversation_id,
         visitor_id=visitor_id, message_id=message_id, client_message_id=client_message_id,
-        text=text, chatbot=snapshot(chatbot), history=history, channel=channel)
+        text=text, chatbot=snapshot(chatbot), history=history, channel=channel, seq=seq)
     try:
         await app[BUS].publish(event)
-    except (BusError, ConnectionError, asyncio.TimeoutError, RuntimeError) as exc:
+    except (BusError, ConnectionError, asyncio.TimeoutError, RuntimeError, aio_pika.exceptions.AMQPError) as exc:
         log.error("message_not_accepted", error=repr(exc))
         async with app[POOL].acquire() as conn:
             await repository.uncount_message(conn, chatbot["tenant_id"], month, message_id)
         raise ApiError(503, "unavailable", "the message could not be accepted; try again",
                        headers={"Retry-After": "2"}) from None
+    try:  # the gateway holding the visitor's stream starts waiting for the reply
+        await app[BUS].publish(ev.VisitorMessageAcceptedEvent(
+            tenant_id=chatbot["tenant_id"], chatbot_id=chatbot["id"], conversation_id=conversation_id,
+            message_id=message_id))
+    except Exception:  # noqa: BLE001 - a transient marker; the message itself is safe
+        log.debug("accepted_marker_not_sent", exc_info=True)
     return message_id
 
 
@@ -230,7 +239,7 @@ async def stream(ctx: Ctx) -> web.StreamResponse:
     settings = request.app[SETTINGS_KEY]
     hub = request.app[HUB]
     slots = {f"conversation:{request.match_info['conversation_id']}": settings.sse_max_per_conversation,
-             f"ip:{request.app[CLIENT_IP](request)}": settings.sse_max_per_ip}
+             f"ip:{await request.app[CLIENT_IP](request)}": settings.sse_max_per_ip}
     hub.slots.check(slots)  # a flood of opens is refused before it costs a database round trip
     chatbot = await _chatbot(ctx)
     visitor = await _visitor(ctx, chatbot)
@@ -250,7 +259,8 @@ async def _stream(request: web.Request, hub: StreamHub, visitor: auth.Visitor, o
             headers.update({"Access-Control-Allow-Origin": origin, "Vary": "Origin"})
         resp = EventSourceResponse(ping_interval=settings.sse_ping_s, headers=headers)
         await resp.prepare(request)
-        visitor_stream = VisitorStream(resp, settings.animation_wait_s)
+        # a little after conversation's own deadline, whose failure (with the reply) comes first
+        visitor_stream = VisitorStream(resp, settings.animation_wait_s, settings.reply_deadline_s + 15)
         if last is not None:
             seq, ended = last
             replies = await request.app[CONVERSATION].request(

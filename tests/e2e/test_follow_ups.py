@@ -29,7 +29,7 @@ async def shop(api, stack):
             break
         await asyncio.sleep(0.1)
     assert document["status"] == "indexed", document
-    return {"key": key, "chatbot": chatbot, "embed_id": chatbot["embed_id"]}
+    return {"key": key, "chatbot": chatbot, "embed_id": chatbot["embed_id"], "tenant_id": tenant["tenant"]["id"]}
 
 
 async def ask(api, shop, conv, stream, text: str, n: int) -> dict:

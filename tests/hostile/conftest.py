@@ -1,4 +1,4 @@
-"""What every attack in the corpus is measured by, against the real stack (tests/stack.py).
+"""What every attack in the corpus is measured by, against the real stack (tests/support/stack.py).
 
 - ``watch``: while an attack runs, samples the resident memory (VmRSS) of every service
   process, and keeps another tenant's requests going and timed. After it, each attack asserts
@@ -28,7 +28,7 @@ import pytest
 import pytest_asyncio
 
 from services.avatar.default_avatar import build_glb
-from tests.stack import ROOT, Api
+from tests.support.stack import ROOT, Api
 
 SERVICES = ("gateway", "conversation", "ai", "knowledge", "avatar", "analytics")
 # A service may grow this much while under attack (the findings: 1 GB for half a MB of

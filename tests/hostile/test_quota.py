@@ -9,7 +9,7 @@ from aiohttp import web
 
 from tests.e2e.test_chat_turn import wait_until
 from tests.hostile.conftest import error_of, random_ip
-from tests.stack import Api
+from tests.support.stack import Api
 
 pytestmark = pytest.mark.e2e
 

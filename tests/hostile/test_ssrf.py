@@ -1,7 +1,7 @@
 """Aiming our outbound requests inside: a tenant's provider base URL and the crawler, with
 redirects, DNS rebinding and odd spellings of internal addresses.
 
-Names under .test resolve through NETGUARD_TEST_HOSTS (tests/stack.py): shop.hostile.test is
+Names under .test resolve through NETGUARD_TEST_HOSTS (tests/support/stack.py): shop.hostile.test is
 the allowed test site on 127.0.0.1, inside.hostile.test is 127.0.0.2 (where ``sites`` keeps a
 stand-in for an internal service), metadata.hostile.test is 169.254.169.254, and the rebind
 names answer an allowed address first and 127.0.0.2 after. Traffic only ever goes to

@@ -13,7 +13,7 @@ from yarl import URL
 
 from tests.e2e.test_chat_turn import wait_until
 from tests.hostile.conftest import error_of
-from tests.stack import ROOT
+from tests.support.stack import ROOT
 
 pytestmark = pytest.mark.e2e
 

@@ -5,9 +5,11 @@ import asyncio
 import uuid
 
 import aio_pika
+import asyncpg
 import pytest
 
 from common import events as ev
+from common.availability import DATABASE
 from common.bus import Bus, BusError, dead_letter_queue
 from common.dlq import replay
 
@@ -115,6 +117,49 @@ async def test_a_failing_handler_is_retried_then_dead_lettered_and_can_be_replay
     assert moved == 1
     await wait_for(lambda: len(attempts) == 4)
     assert attempts[-1] == event.event_id
+
+
+async def test_a_dependency_outage_holds_events_without_using_retries_and_loses_none(buses):
+    """While the database is away the consumer takes nothing (no hot loop, no retry counted,
+    nothing dead-lettered); once the probe answers, every event is handled once, a poison
+    event meanwhile still goes straight to the dead-letter queue."""
+    publisher = await buses("gateway")
+    database_up = asyncio.Event()
+    calls, handled = [], []
+
+    async def handler(event):
+        calls.append(event.event_id)
+        if not database_up.is_set():
+            raise asyncpg.exceptions.CannotConnectNowError("the database system is starting up")
+        handled.append(event.event_id)
+
+    async def probe():
+        if not database_up.is_set():
+            raise ConnectionRefusedError(111, "Connection refused")
+
+    analytics = await buses("analytics", max_retries=1, retry_delay_ms=20)
+    analytics.add_probe(DATABASE, probe)
+    analytics.subscribe(ev.ChatbotDeletedEvent, handler)
+    await analytics.start_consuming()
+    sent = [deleted() for _ in range(30)]
+    for event in sent:
+        await publisher.publish(event)
+    await wait_for(lambda: analytics.held)
+    assert set(analytics.held) == {DATABASE}
+    await asyncio.sleep(2)  # an outage of a few seconds, several probe rounds
+    tried_while_down = len(calls)
+    assert tried_while_down <= 64 + 1, "the consumer kept taking events while the database was away"
+    exchange = await publisher._exchange("ChatbotDeletedEvent")
+    await exchange.publish(aio_pika.Message(b'{"not": "an event"}', type="ChatbotDeletedEvent"), routing_key="x")
+
+    database_up.set()
+    await wait_for(lambda: set(handled) == {e.event_id for e in sent}, timeout=20)
+    assert not analytics.held and len(handled) == len(sent)
+    channel = await analytics.connection.channel()
+    for name in ("ChatbotDeletedEvent.analytics.retry", "ChatbotDeletedEvent.analytics.dlq"):
+        queue = await channel.declare_queue(name, passive=True)
+        depth = queue.declaration_result.message_count
+        assert depth == (1 if name.endswith("dlq") else 0), (name, depth)  # only the poison event
 
 
 async def test_a_malformed_event_is_dead_lettered_with_a_reason_and_the_consumer_goes_on(buses):

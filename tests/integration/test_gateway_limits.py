@@ -22,6 +22,7 @@ async def gateway(aiohttp_client, scratch_db, scratch_vhost):
     await bus.connect()
     client = await aiohttp_client(create_app(settings, pool=pool, bus=bus))
     yield client, pool
+    await client.close()  # the app's cleanup (its outbox relay) still needs the pool and the bus
     await bus.close()
     await pool.close()
 

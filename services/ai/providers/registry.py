@@ -84,7 +84,7 @@ class ProviderRegistry:
         provider = self._clients.get(key)
         if provider is None:
             # read: the longest silence between two chunks; the first token has its own limit
-            timeout = httpx2.Timeout(self.settings.reply_deadline_s, connect=5.0,
+            timeout = httpx2.Timeout(self.settings.ai_deadline_s, connect=5.0,
                                      read=max(self.settings.first_token_timeout_s, 5.0))
             http = guarded_http_client(self.settings.provider_policy, timeout=timeout) if guarded else None
             if name == "openai":

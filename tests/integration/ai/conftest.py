@@ -94,7 +94,7 @@ async def ai(ai_db, ai_vhost, aiohttp_client, openai_fake, anthropic_fake, knowl
                         openai_base_url=openai_fake.url + "/v1", anthropic_api_key=PLATFORM_ANTHROPIC_KEY,
                         anthropic_base_url=anthropic_fake.url, knowledge_url=knowledge_fake.url,
                         secret_key="integration-secret", first_token_timeout_s=2, retry_backoff_s=0.01,
-                        provider_retries=1, reply_deadline_s=20, chunk_interval_ms=0,
+                        provider_retries=1, reply_deadline_s=50, chunk_interval_ms=0,
                         allow_private_provider_urls=True)  # the stand-in providers are on loopback
     client = await aiohttp_client(create_app(settings, pool=pool, bus=bus))
     harness = Harness(client=client, deps=client.app[DEPS], visitor=visitor, bus=bus, pool=pool,

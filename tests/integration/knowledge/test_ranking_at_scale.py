@@ -24,6 +24,10 @@ DISTRACTORS = 5_000
 CACHE = ROOT / ".data" / "cache" / "eval-vectors.npz"
 
 
+# on a clean checkout the 5,000 catalogue chunks are embedded first (then cached in .data/cache)
+pytestmark = pytest.mark.timeout(900)
+
+
 @pytest.fixture(scope="module")
 def ranked_knowledge(embedder):
     """The labelled set loaded at scale into a scratch database (built once for the module)."""

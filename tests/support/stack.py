@@ -1,11 +1,12 @@
-"""The real supervisord.conf, started on the test ports with the test databases and vhost,
-and nginx in front of it: fixtures shared by the end-to-end and the hostile tests (tests/conftest.py
-registers them), with a minimal HTTP and EventSource client."""
+"""The real supervisord.conf, started on the test ports with the test databases and vhost, and a
+client for it. Used by the end-to-end, fault and hostile-input suites (fixtures registered once,
+in tests/conftest.py)."""
 from __future__ import annotations
 
 import asyncio
 import json
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -18,12 +19,12 @@ import pytest
 
 from scripts import frontend
 from scripts.start_app import supervisor_env
+from tests.support.infra import ROOT, require_env
 
-ROOT = Path(__file__).resolve().parent.parent
-
+BIN = Path(sys.executable).parent
 # Names the hostile tests aim the crawler and providers at (common.netguard honours .test
 # names only): one resolves to loopback outside the allowed address, one to cloud metadata,
-# and the rebinding ones answer a public address first, then loopback.
+# and the rebinding ones answer an allowed or public address first, then loopback.
 TEST_HOSTS = {
     "shop.hostile.test": ["127.0.0.1"],
     "inside.hostile.test": ["127.0.0.2"],
@@ -31,8 +32,6 @@ TEST_HOSTS = {
     "rebind-provider.hostile.test": [["93.184.216.34"], ["127.0.0.2"]],
     "rebind-crawl.hostile.test": [["127.0.0.1"], ["127.0.0.2"]],
 }
-
-BIN = Path(sys.executable).parent
 
 
 @dataclass
@@ -70,12 +69,13 @@ class Stack:
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory):
-    if not os.environ.get("GATEWAY_DATABASE_URL"):
-        raise RuntimeError("GATEWAY_DATABASE_URL is not set: run the tests with `make test`")
+    require_env("GATEWAY_DATABASE_URL")
     run_dir = tmp_path_factory.mktemp("supervisor")
     log_dir = tmp_path_factory.mktemp("logs")
     env = supervisor_env({**os.environ, "LOG_DIR": str(log_dir), "SUPERVISOR_RUN_DIR": str(run_dir),
                           "SSE_PING_SECONDS": "1", "SHUTDOWN_TIMEOUT": "10",
+                          # every internal call in the real layout carries the credential
+                          "INTERNAL_API_KEY": secrets.token_urlsafe(24),
                           # the key and IP limits are tested in-process with small numbers (and in
                           # tests/hostile with their own gateway); here they would only throttle
                           # the fuzzer. Visitors keep the real limit.
