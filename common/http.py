@@ -7,7 +7,15 @@ import aiohttp
 
 from common.logging import get_contextvars
 from common.settings import INTERNAL_KEY_HEADER
-from common.web import ApiError
+from common.web import RETRY_AFTER_S, ApiError, _log_unavailable
+
+
+def unreachable(service: str, exc: BaseException) -> ApiError:
+    """A callee that is down or broken: a 503 the client retries. What went wrong (addresses,
+    ports, the exception) is logged, never answered: it maps our network for a caller."""
+    _log_unavailable(service, exc)
+    return ApiError(503, "unavailable", f"the {service} service is not reachable; try again",
+                    headers={"Retry-After": str(RETRY_AFTER_S)})
 
 
 def internal_session(internal_api_key: str | None, **kwargs) -> aiohttp.ClientSession:
@@ -43,5 +51,4 @@ class InternalClient:
                     raise ApiError(503, "unavailable", f"the {self.service} service failed; try again")
                 return body
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            raise ApiError(503, "unavailable", f"the {self.service} service is not reachable; try again",
-                           repr(exc)[:200]) from None
+            raise unreachable(self.service, exc) from None

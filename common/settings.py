@@ -6,12 +6,13 @@ and supervisord needs no per-program environment.
 """
 from __future__ import annotations
 
+import json
 import os
 import socket
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
-from pydantic import AliasChoices, Field, create_model
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, BeforeValidator, Field, create_model
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # The header every internal HTTP call carries when INTERNAL_API_KEY is set (see common/web.py).
 INTERNAL_KEY_HEADER = "X-Internal-Key"
@@ -34,6 +35,18 @@ def service_url(name: str) -> str:
         return explicit.rstrip("/")
     port = os.environ.get(f"{name.upper()}_PORT", SERVICE_PORTS[name])
     return f"http://127.0.0.1:{port}"
+
+
+def _networks(value):
+    if isinstance(value, str):
+        value = value.strip()
+        return json.loads(value) if value.startswith("[") else [n.strip() for n in value.split(",") if n.strip()]
+    return value
+
+
+# A list of networks from the environment, as JSON ('["10.0.0.0/8"]') or comma-separated
+# ("10.0.0.0/8,127.0.0.1/32"), so a shell-sourced env file needs no quoting.
+NetworkList = Annotated[list[str], NoDecode, BeforeValidator(_networks)]
 
 
 def _default_instance_id() -> str:
@@ -61,6 +74,8 @@ class ServiceSettings(BaseSettings):
     bus_retry_delay_ms: int = Field(500, validation_alias="BUS_RETRY_DELAY_MS")
     bus_prefetch: int = Field(64, validation_alias="BUS_PREFETCH")
     db_pool_max: int = Field(10, validation_alias="DB_POOL_MAX")
+    # a request body must arrive within this (408 otherwise): a trickled body holds no handler
+    body_timeout_s: float = Field(30.0, gt=0, validation_alias="BODY_TIMEOUT_SECONDS")
     # How long a visitor waits for a reply at most. The conversation service owns it (its
     # watchdog fails overdue replies, and a message that waited out a long outage is failed,
     # not answered late); ai gives up a little earlier, the gateway's stream a little later.

@@ -63,7 +63,7 @@ def error_response(status: int, code: str, message: str, details: Any = None,
 
 
 _STATUS_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-                 405: "method_not_allowed", 409: "conflict", 413: "payload_too_large",
+                 405: "method_not_allowed", 408: "body_timeout", 409: "conflict", 413: "payload_too_large",
                  415: "unsupported_media_type", 422: "validation_error", 429: "rate_limited",
                  503: "unavailable"}
 
@@ -151,15 +151,39 @@ async def internal_auth_middleware(request: web.Request, handler):
     return await handler(request)
 
 
+def json_body_cap(max_chars: int) -> int:
+    """The body cap that fits ``max_chars`` characters of text in any JSON spelling: an
+    astral character written as a ``\\ud83d\\ude00`` escape pair takes 12 bytes."""
+    return 12 * max_chars + 64 * 1024
+
+
+async def read_body(request: web.Request, max_bytes: int, *, timeout_s: float | None = None,
+                    too_large: str | None = None) -> bytes:
+    """The whole body, however many TCP writes it arrived in: 413 past ``max_bytes`` (before
+    reading when ``Content-Length`` says so), 408 when it takes longer than ``timeout_s``
+    (default: the service's ``BODY_TIMEOUT_SECONDS``), so a trickled body holds no handler."""
+    timeout_s = timeout_s or request.app[SETTINGS].body_timeout_s
+    message = too_large or f"the body is larger than {max_bytes} bytes"
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise ApiError(413, "payload_too_large", message, {"max_bytes": max_bytes})
+    body = bytearray()
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for piece in request.content.iter_any():
+                body.extend(piece)
+                if len(body) > max_bytes:
+                    raise ApiError(413, "payload_too_large", message, {"max_bytes": max_bytes})
+    except TimeoutError:
+        raise ApiError(408, "body_timeout", f"the body did not arrive within {timeout_s:g} seconds",
+                       headers={"Connection": "close"}) from None
+    return bytes(body)
+
+
 async def read_json(request: web.Request, model: type[M], *, max_bytes: int = MAX_JSON_BYTES) -> M:
     """Parse a JSON body into ``model`` with clear 4xx errors for every way it can be wrong."""
     if request.content_type != "application/json":
         raise ApiError(415, "unsupported_media_type", "send the body as application/json")
-    if request.content_length is not None and request.content_length > max_bytes:
-        raise ApiError(413, "payload_too_large", f"the body is larger than {max_bytes} bytes")
-    raw = await request.content.read(max_bytes + 1)
-    if len(raw) > max_bytes:
-        raise ApiError(413, "payload_too_large", f"the body is larger than {max_bytes} bytes")
+    raw = await read_body(request, max_bytes)
     try:
         data = json.loads(raw)
     except (ValueError, RecursionError) as exc:

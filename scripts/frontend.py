@@ -93,6 +93,7 @@ def render(profile: str, port: int, gateway: str) -> Path:
     site = (FRONTEND / "nginx.conf.template").read_text()
     for name, value in {"AVATARCHAT_GATEWAY": gateway, "AVATARCHAT_LISTEN": f"127.0.0.1:{port}",
                         "AVATARCHAT_STATIC_ROOT": str(DIST),
+                        "AVATARCHAT_ACCESS_LOG": str(base / "log" / "access.log"),
                         "AVATARCHAT_REAL_IP_FROM": real_ip_from(os.environ.get("AVATARCHAT_TRUSTED_PROXIES", ""))
                         }.items():
         site = site.replace("${" + name + "}", value)

@@ -288,7 +288,7 @@ def ensure(profile: str) -> Path:
     env["AVATARCHAT_EMBEDDED_POSTGRES"] = "false" if os.environ.get("POSTGRES_URL") else "true"
     if profile == "test":
         # the tests' stand-in LLM providers listen on loopback
-        env["AI_ALLOW_PRIVATE_PROVIDER_URLS"] = "true"
+        env["AI_PROVIDER_ALLOW_NETWORKS"] = "127.0.0.1/32"
     path = DATA / f"{profile}.env"
     path.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
     path.chmod(0o600)

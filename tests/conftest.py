@@ -6,8 +6,9 @@ import pytest
 
 from tests.support.infra import (ROOT, _run, db_url, require_env, scratch_database,  # noqa: F401
                                  scratch_vhost_url)
-# the real supervisord stack, shared by every suite that needs it (one per session)
-from tests.support.stack import api, bot, stack  # noqa: F401
+# the real supervisord stack, and nginx in front of it, shared by every suite that needs them
+# (one per session)
+from tests.support.stack import api, bot, site, stack  # noqa: F401
 from tests.unit.ai.ai_fakes import FakeKnowledge, FakeProvider, anthropic_app, knowledge_app, openai_app
 
 

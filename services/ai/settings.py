@@ -1,15 +1,19 @@
 from pydantic import Field, model_validator
 
-from common.settings import settings_for
+from common.netguard import AddressPolicy
+from common.settings import NetworkList, settings_for
 
 
 DEV_SECRET_KEY = "dev-insecure-secret-key"
 
 
 class Settings(settings_for("ai")):
-    # tenant provider base URLs must be public addresses (SSRF); tests and local setups that
-    # run an OpenAI-compatible server on loopback (Ollama, vLLM) turn this on
+    # tenant provider base URLs must be public addresses (SSRF), checked at every connection.
+    # AI_PROVIDER_ALLOW_NETWORKS opens networks on purpose (an OpenAI-compatible server on
+    # the operator's own network, e.g. '["10.0.5.0/24"]'; the tests' stand-ins on
+    # '["127.0.0.1/32"]'); AI_ALLOW_PRIVATE_PROVIDER_URLS=true opens every network.
     allow_private_provider_urls: bool = Field(False, validation_alias="AI_ALLOW_PRIVATE_PROVIDER_URLS")
+    provider_allow_networks: NetworkList = Field(default_factory=list, validation_alias="AI_PROVIDER_ALLOW_NETWORKS")
     # coalesce provider deltas into chunks at most this often (the first goes out at once)
     chunk_interval_ms: float = Field(40.0, validation_alias="CHUNK_INTERVAL_MS")
     # one attempt must produce its first token within this, else the next attempt starts
@@ -45,6 +49,11 @@ class Settings(settings_for("ai")):
     knowledge_timeout_s: float = Field(3.0, validation_alias="AI_KNOWLEDGE_TIMEOUT_SECONDS")
     history_token_budget: int = Field(1500, validation_alias="AI_HISTORY_TOKEN_BUDGET")
     knowledge_token_budget: int = Field(3000, validation_alias="AI_KNOWLEDGE_TOKEN_BUDGET")
+
+    @property
+    def provider_policy(self) -> AddressPolicy:
+        return AddressPolicy(["0.0.0.0/0", "::/0"] if self.allow_private_provider_urls
+                             else self.provider_allow_networks)
 
     @model_validator(mode="after")
     def _no_default_secret_in_production(self):

@@ -54,9 +54,9 @@ async def put_provider_key(request: web.Request) -> web.Response:
     tenant_id = _uuid(request.match_info["tenant_id"], "tenant_id")
     provider = _provider(request)
     body = await read_json(request, ProviderKeyIn)
-    if body.base_url and not request.app[SETTINGS].allow_private_provider_urls:
-        try:
-            await ensure_public_url(body.base_url)
+    if body.base_url:
+        try:  # a friendly early answer; the guarded transport checks again at every connection
+            await ensure_public_url(body.base_url, request.app[SETTINGS].provider_policy)
         except UnsafeUrl as exc:
             raise ApiError(422, "unsafe_base_url", f"base_url must be a public http(s) address: {exc}") from None
     key = body.api_key.strip()

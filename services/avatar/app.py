@@ -14,7 +14,7 @@ from common.logging import get_logger
 from common.web import POOL, make_app, service_context
 from services.avatar import handlers, views
 from services.avatar.default_avatar import build_glb
-from services.avatar.service import DefaultAvatar
+from services.avatar.service import DefaultAvatar, Validator
 from services.avatar.settings import Settings
 from services.avatar.storage import AvatarStore
 from services.avatar.validation import validate_glb
@@ -43,7 +43,10 @@ def _storage_ctx(settings: Settings):
         store = AvatarStore(settings.storage_dir)
         app[views.STORE] = store
         app[views.DEFAULT] = await asyncio.to_thread(ensure_default_avatar, store)
+        app[views.VALIDATOR] = Validator(settings.limits, timeout_s=settings.validate_timeout_s,
+                                         memory_bytes=settings.validate_memory_mb * 1024 ** 2)
         yield
+        app[views.VALIDATOR].close()
     return ctx
 
 

@@ -2,18 +2,19 @@
 clip a reply plays. No aiohttp or aio-pika here."""
 from __future__ import annotations
 
-import asyncio
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 
+from common.isolation import IsolatedWorkers, WorkerFailed
 from common.logging import get_logger
 from services.avatar import repository
 from services.avatar.behaviours import BEHAVIOURS, DESCRIPTIONS, guess_animation_map, resolve_clip
 from services.avatar.storage import AvatarStore
-from services.avatar.validation import InvalidModel, Limits, ModelInfo, validate_glb
+from services.avatar.validation import InvalidModel, Limits, ModelInfo, validate_glb_file
 
 log = get_logger(__name__)
 
@@ -81,17 +82,40 @@ def is_default(avatar_id: uuid.UUID | None) -> bool:
     return avatar_id is None or avatar_id == DEFAULT_AVATAR_ID
 
 
-async def upload(pool: asyncpg.Pool, store: AvatarStore, limits: Limits, *, tenant_id: uuid.UUID, name: str,
-                 filename: str, data: bytes, max_per_tenant: int) -> dict:
-    """Validate, then store the file and its row; on any failure neither is left behind."""
+class Validator:
+    """Checks uploads in a worker process (``common.isolation``), not on the default thread
+    pool that also reads model files for every widget: a file built to be slow or to eat
+    memory costs that worker, with a deadline and a memory ceiling, and nobody else."""
+
+    def __init__(self, limits: Limits, *, timeout_s: float, memory_bytes: int, processes: int = 1):
+        self.limits = limits
+        self.workers = IsolatedWorkers(processes=processes, memory_bytes=memory_bytes, timeout_s=timeout_s,
+                                       preload=("pygltflib", "numpy"))
+
+    async def validate(self, path: Path) -> ModelInfo:
+        try:
+            return await self.workers.run(validate_glb_file, str(path), self.limits)
+        except WorkerFailed as exc:
+            how = {"timeout": f"took longer than {self.workers.timeout_s:g} s",
+                   "memory": f"needed more than {self.workers.memory_bytes // 2 ** 20} MB"}.get(exc.kind, "crashed")
+            raise InvalidModel("too_complex", f"checking the model {how}; simplify it", {"reason": exc.kind}) from None
+
+    def close(self) -> None:
+        self.workers.close()
+
+
+async def upload(pool: asyncpg.Pool, store: AvatarStore, validator: Validator, *, tenant_id: uuid.UUID, name: str,
+                 filename: str, received: Path, max_per_tenant: int) -> dict:
+    """Validate the received file, then keep it and its row; on any failure neither is left
+    behind (the caller removes ``received`` unless it was kept)."""
     try:
-        info = await asyncio.to_thread(validate_glb, data, limits)
+        info = await validator.validate(received)
     except InvalidModel as exc:
-        log.info("avatar_rejected", code=exc.code, bytes=len(data))
+        log.info("avatar_rejected", code=exc.code)
         raise AvatarError(exc.status, exc.code, exc.message, exc.details) from None
     avatar_id = uuid.uuid4()
     animation_map = guess_animation_map(info.clip_names)
-    await store.save(avatar_id, data)
+    await store.adopt(avatar_id, received)
     try:
         async with pool.acquire() as conn, conn.transaction():
             # serialise a tenant's uploads so the count check holds

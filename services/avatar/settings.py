@@ -17,6 +17,9 @@ class Settings(settings_for("avatar")):
     max_triangles: int = Field(_DEFAULTS.max_triangles, validation_alias="AVATAR_MAX_TRIANGLES")
     max_textures: int = Field(_DEFAULTS.max_textures, validation_alias="AVATAR_MAX_TEXTURES")
     max_avatars_per_tenant: int = Field(100, validation_alias="AVATAR_MAX_PER_TENANT")
+    # an upload is checked in a worker process with these ceilings (a refused check is 422)
+    validate_timeout_s: float = Field(20.0, validation_alias="AVATAR_VALIDATE_TIMEOUT")
+    validate_memory_mb: int = Field(512, ge=64, validation_alias="AVATAR_VALIDATE_MEMORY_MB")
 
     @property
     def limits(self) -> Limits:

@@ -40,9 +40,20 @@ class AvatarStore:
         self._write(self.default_path, data)
         return self.default_path
 
-    async def save(self, avatar_id: uuid.UUID, data: bytes) -> Path:
+    def incoming(self) -> Path:
+        """Where an upload is received: a temporary file in the store, so memory holds none of
+        it, and keeping it is a rename (``adopt``)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        return self.root / f".incoming.{uuid.uuid4().hex}.tmp"
+
+    async def adopt(self, avatar_id: uuid.UUID, incoming: Path) -> Path:
         path = self.path(avatar_id)
-        await asyncio.to_thread(self._write, path, data)
+
+        def move() -> None:
+            with open(incoming, "rb") as f:
+                os.fsync(f.fileno())
+            os.replace(incoming, path)
+        await asyncio.to_thread(move)
         return path
 
     async def delete(self, avatar_id: uuid.UUID) -> None:

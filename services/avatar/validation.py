@@ -6,7 +6,11 @@ and checked with pygltflib (the maintained glTF library), and every index the wi
 will follow (nodes, meshes, accessors, buffer views, samplers) is checked to be in range, so
 a model that passes cannot make three.js read past its buffer or loop over its node tree.
 
-Limits keep a model cheap enough for a phone: bytes, nodes, triangles, textures.
+Limits keep a model cheap enough for a phone: bytes, nodes, triangles, textures, and what an
+accessor makes the loader allocate. Counts are checked on the raw JSON before anything walks
+or converts it, and every walk is linear, so a hostile file is refused in milliseconds; the
+service still runs this in a worker process with a memory ceiling and a deadline
+(``common.isolation``).
 """
 from __future__ import annotations
 
@@ -49,6 +53,15 @@ class Limits:
     max_triangles: int = 300_000
     max_textures: int = 32
     max_animations: int = 200
+    # the JSON chunk describes the model; its data lives in the BIN chunk
+    max_json_bytes: int = 8 * 1024 * 1024
+    # every other top-level list (accessors, buffer views, meshes, materials...); pygltflib
+    # converts about a thousand items a second, so this also bounds the time a check takes
+    max_items: int = 10_000
+    # what one accessor, and all of them, make the widget's loader allocate (an accessor
+    # without a buffer view is all zeros, however large its count says it is)
+    max_accessor_bytes: int = 64 * 1024 * 1024
+    max_total_accessor_bytes: int = 256 * 1024 * 1024
 
 
 @dataclass
@@ -103,6 +116,13 @@ class InvalidModel(ValueError):
         self.details = details
         self.status = status
 
+    def __reduce__(self):  # it travels back from the validation worker process
+        return _invalid_model, (self.code, self.message, self.details, self.status)
+
+
+def _invalid_model(code: str, message: str, details: Any, status: int) -> InvalidModel:
+    return InvalidModel(code, message, details, status=status)
+
 
 def clip_name(animation: pygltflib.Animation, index: int) -> str:
     # three.js's GLTFLoader names an unnamed animation this way; the map must use the same name
@@ -147,7 +167,36 @@ def _chunks(data: bytes) -> tuple[bytes, bytes | None]:
     return chunks[0][1], bins[0] if bins else None
 
 
-def _parse_json(raw: bytes) -> tuple[dict, pygltflib.GLTF2]:
+_COUNTED = ("accessors", "bufferViews", "buffers", "meshes", "materials", "images", "samplers", "skins",
+            "cameras", "scenes")
+
+
+def _check_counts(doc: dict, limits: Limits) -> None:
+    """Refuse by counting before anything walks or converts the lists."""
+    nodes = doc.get("nodes") or []
+    if isinstance(nodes, list) and len(nodes) > limits.max_nodes:
+        raise InvalidModel("too_many_nodes", f"the model has {len(nodes)} nodes; the limit is {limits.max_nodes}",
+                           {"nodes": len(nodes), "max_nodes": limits.max_nodes})
+    textures = doc.get("textures") or []
+    if isinstance(textures, list) and len(textures) > limits.max_textures:
+        raise InvalidModel("too_many_textures",
+                           f"the model has {len(textures)} textures; the limit is {limits.max_textures}",
+                           {"textures": len(textures), "max_textures": limits.max_textures})
+    animations = doc.get("animations") or []
+    if isinstance(animations, list) and len(animations) > limits.max_animations:
+        raise InvalidModel("too_many_animations",
+                           f"the model has {len(animations)} animations; the limit is {limits.max_animations}")
+    for name in _COUNTED:
+        items = doc.get(name) or []
+        if isinstance(items, list) and len(items) > limits.max_items:
+            raise InvalidModel("too_complex", f"the model has {len(items)} {name}; the limit is {limits.max_items}",
+                               {name: len(items), "max": limits.max_items})
+
+
+def _parse_json(raw: bytes, limits: Limits) -> tuple[dict, pygltflib.GLTF2]:
+    if len(raw) > limits.max_json_bytes:
+        raise InvalidModel("too_complex", f"the JSON chunk is larger than {limits.max_json_bytes} bytes",
+                           {"json_bytes": len(raw), "max_json_bytes": limits.max_json_bytes})
     try:
         doc = json.loads(raw.decode("utf-8").rstrip(" \x00"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
@@ -157,6 +206,7 @@ def _parse_json(raw: bytes) -> tuple[dict, pygltflib.GLTF2]:
     version = str(doc["asset"].get("version", ""))
     if not version.startswith("2."):
         raise InvalidModel("unsupported_version", f"asset.version is {version!r}; use glTF 2.0")
+    _check_counts(doc, limits)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -175,7 +225,7 @@ def _index(value: Any, count: int, what: str) -> int:
     return value
 
 
-def _check_buffers(gltf: pygltflib.GLTF2, bin_chunk: bytes | None) -> None:
+def _check_buffers(gltf: pygltflib.GLTF2, bin_chunk: bytes | None, limits: Limits) -> None:
     sizes: list[int] = []
     for i, buffer in enumerate(gltf.buffers):
         if buffer.uri is not None:
@@ -193,19 +243,31 @@ def _check_buffers(gltf: pygltflib.GLTF2, bin_chunk: bytes | None) -> None:
         end = (view.byteOffset or 0) + (view.byteLength or 0)
         if end > sizes[b]:
             raise InvalidModel("bad_reference", f"bufferViews[{i}] runs past the end of its buffer")
+    total = 0
     for i, acc in enumerate(gltf.accessors):
         if acc.type not in _TYPE_COMPONENTS or acc.componentType not in _COMPONENT_BYTES:
             raise InvalidModel("bad_gltf", f"accessors[{i}] has an unknown type")
-        if acc.count is None or acc.count < 1:
+        if not isinstance(acc.count, int) or acc.count < 1:
             raise InvalidModel("bad_gltf", f"accessors[{i}].count must be at least 1")
-        if acc.bufferView is None:
-            continue  # all zeros (or sparse): nothing to read from a buffer
-        view = gltf.bufferViews[_index(acc.bufferView, len(gltf.bufferViews), f"accessors[{i}].bufferView")]
         element = _COMPONENT_BYTES[acc.componentType] * _TYPE_COMPONENTS[acc.type]
-        stride = view.byteStride or element
-        needed = (acc.byteOffset or 0) + stride * (acc.count - 1) + element
-        if needed > (view.byteLength or 0):
-            raise InvalidModel("bad_reference", f"accessors[{i}] reads past the end of its buffer view")
+        if acc.bufferView is not None:
+            view = gltf.bufferViews[_index(acc.bufferView, len(gltf.bufferViews), f"accessors[{i}].bufferView")]
+            stride = view.byteStride or element
+            needed = (acc.byteOffset or 0) + stride * (acc.count - 1) + element
+            if needed > (view.byteLength or 0):
+                raise InvalidModel("bad_reference", f"accessors[{i}] reads past the end of its buffer view")
+        # what the loader allocates for it; without a buffer view it is all zeros (or sparse),
+        # however large its count says it is
+        allocated = acc.count * element
+        if allocated > limits.max_accessor_bytes:
+            raise InvalidModel("too_large_accessor", f"accessors[{i}] would take {allocated} bytes in the browser; "
+                               f"the limit is {limits.max_accessor_bytes}",
+                               {"accessor": i, "count": acc.count, "bytes": allocated})
+        total += allocated
+        if total > limits.max_total_accessor_bytes:
+            raise InvalidModel("too_large_accessor", "the accessors would take more than "
+                               f"{limits.max_total_accessor_bytes} bytes in the browser")
+        _check_sparse(gltf, acc, i, element)
     for i, image in enumerate(gltf.images):
         if image.uri is not None and not image.uri.startswith("data:"):
             raise InvalidModel("external_reference", "images must be embedded in the .glb, not linked",
@@ -214,9 +276,25 @@ def _check_buffers(gltf: pygltflib.GLTF2, bin_chunk: bytes | None) -> None:
             _index(image.bufferView, len(gltf.bufferViews), f"images[{i}].bufferView")
 
 
+def _check_sparse(gltf: pygltflib.GLTF2, acc, i: int, element: int) -> None:
+    sparse = acc.sparse
+    if sparse is None:
+        return
+    if not isinstance(sparse.count, int) or not 1 <= sparse.count <= acc.count:
+        raise InvalidModel("bad_gltf", f"accessors[{i}].sparse.count must be between 1 and the accessor's count")
+    for part, width in ((sparse.indices, _COMPONENT_BYTES.get(getattr(sparse.indices, "componentType", None), 4)),
+                        (sparse.values, element)):
+        if part is None:
+            raise InvalidModel("bad_gltf", f"accessors[{i}].sparse needs indices and values")
+        view = gltf.bufferViews[_index(part.bufferView, len(gltf.bufferViews), f"accessors[{i}].sparse")]
+        if (part.byteOffset or 0) + width * sparse.count > (view.byteLength or 0):
+            raise InvalidModel("bad_reference", f"accessors[{i}].sparse reads past the end of its buffer view")
+
+
 def _check_nodes(gltf: pygltflib.GLTF2) -> None:
+    """Each node has at most one parent and every node hangs from a root: linear time."""
     n = len(gltf.nodes)
-    parent: dict[int, int] = {}
+    has_parent = [False] * n
     for i, node in enumerate(gltf.nodes):
         if node.mesh is not None:
             _index(node.mesh, len(gltf.meshes), f"nodes[{i}].mesh")
@@ -224,16 +302,18 @@ def _check_nodes(gltf: pygltflib.GLTF2) -> None:
             _index(node.skin, len(gltf.skins), f"nodes[{i}].skin")
         for child in node.children or []:
             _index(child, n, f"nodes[{i}].children")
-            if child in parent or child == i:
+            if has_parent[child] or child == i:
                 raise InvalidModel("bad_node_tree", f"node {child} has more than one parent")
-            parent[child] = i
-    for i in range(n):  # walking up from every node must end at a root
-        seen, cur = set(), i
-        while cur in parent:
-            if cur in seen:
-                raise InvalidModel("bad_node_tree", "the node hierarchy has a cycle")
-            seen.add(cur)
-            cur = parent[cur]
+            has_parent[child] = True
+    # with one parent each, a node that no walk down from a root reaches sits on a cycle
+    reached = 0
+    stack = [i for i in range(n) if not has_parent[i]]
+    while stack:
+        node = stack.pop()
+        reached += 1
+        stack.extend(gltf.nodes[node].children or [])
+    if reached != n:
+        raise InvalidModel("bad_node_tree", "the node hierarchy has a cycle")
     for s, scene in enumerate(gltf.scenes):
         for root in scene.nodes or []:
             _index(root, n, f"scenes[{s}].nodes")
@@ -324,16 +404,13 @@ def validate_glb(data: bytes, limits: Limits = Limits()) -> ModelInfo:
         raise InvalidModel("too_large", f"the file is larger than {limits.max_bytes} bytes",
                            {"bytes": len(data), "max_bytes": limits.max_bytes}, status=413)
     json_chunk, bin_chunk = _chunks(data)
-    doc, gltf = _parse_json(json_chunk)
+    doc, gltf = _parse_json(json_chunk, limits)
     unsupported = sorted(set(doc.get("extensionsRequired") or []) - SUPPORTED_REQUIRED_EXTENSIONS)
     if unsupported:
         raise InvalidModel("unsupported_extension", "the file requires extensions the widget cannot load",
                            {"extensions": unsupported})
-    _check_buffers(gltf, bin_chunk)
+    _check_buffers(gltf, bin_chunk, limits)
     _check_nodes(gltf)
-    if len(gltf.nodes) > limits.max_nodes:
-        raise InvalidModel("too_many_nodes", f"the model has {len(gltf.nodes)} nodes; the limit is {limits.max_nodes}",
-                           {"nodes": len(gltf.nodes), "max_nodes": limits.max_nodes})
     if not gltf.meshes or not any(node.mesh is not None for node in gltf.nodes):
         raise InvalidModel("no_mesh", "the model has no mesh: there is nothing to show")
     triangles = _triangles(gltf)
@@ -341,15 +418,15 @@ def validate_glb(data: bytes, limits: Limits = Limits()) -> ModelInfo:
         raise InvalidModel("too_many_triangles",
                            f"the model has {triangles} triangles; the limit is {limits.max_triangles}",
                            {"triangles": triangles, "max_triangles": limits.max_triangles})
-    if len(gltf.textures) > limits.max_textures:
-        raise InvalidModel("too_many_textures",
-                           f"the model has {len(gltf.textures)} textures; the limit is {limits.max_textures}",
-                           {"textures": len(gltf.textures), "max_textures": limits.max_textures})
-    if len(gltf.animations) > limits.max_animations:
-        raise InvalidModel("too_many_animations",
-                           f"the model has {len(gltf.animations)} animations; the limit is {limits.max_animations}")
     return ModelInfo(
         size_bytes=len(data), sha256=hashlib.sha256(data).hexdigest(), nodes=len(gltf.nodes),
         meshes=len(gltf.meshes), triangles=triangles, textures=len(gltf.textures),
         materials=len(gltf.materials), clips=_clips(gltf, bin_chunk), morph_targets=_morph_targets(gltf),
         generator=(doc["asset"].get("generator") or None))
+
+
+def validate_glb_file(path: str, limits: Limits = Limits()) -> ModelInfo:
+    """``validate_glb`` of a received upload, read in the validation worker (not in the service)."""
+    with open(path, "rb") as f:
+        data = f.read(limits.max_bytes + 1)
+    return validate_glb(data, limits)

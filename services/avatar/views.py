@@ -18,12 +18,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from common.logging import get_logger
 from common.web import POOL, SETTINGS, ApiError, json_response, read_json
 from services.avatar import repository, service
-from services.avatar.service import DEFAULT_AVATAR_ID, AvatarError, DefaultAvatar
+from services.avatar.service import DEFAULT_AVATAR_ID, AvatarError, DefaultAvatar, Validator
 from services.avatar.storage import AvatarStore
 
 log = get_logger(__name__)
 STORE = web.AppKey("avatar_store", AvatarStore)
 DEFAULT = web.AppKey("default_avatar", DefaultAvatar)
+VALIDATOR = web.AppKey("avatar_validator", Validator)
 routes = web.RouteTableDef()
 
 MAX_NAME_CHARS = 200
@@ -85,16 +86,10 @@ async def library(request: web.Request) -> web.Response:
     return json_response({"data": service.library()})
 
 
-@routes.post("/internal/avatars")
-async def upload(request: web.Request) -> web.Response:
-    tenant_id = _tenant(request)
-    settings = request.app[SETTINGS]
-    if request.content_type != "multipart/form-data":
-        raise ApiError(415, "unsupported_media_type", "send the model as multipart/form-data with a 'file' part")
-    if request.content_length is not None and request.content_length > settings.max_bytes + 64 * 1024:
-        raise ApiError(413, "too_large", f"the file is larger than {settings.max_bytes} bytes",
-                       {"max_bytes": settings.max_bytes})
-    name, filename, data = None, "", None
+async def _receive(request: web.Request, max_bytes: int, incoming: Path) -> tuple[str | None, str, bool]:
+    """(name, filename, whether a file came) of a multipart upload; the file goes straight to
+    ``incoming`` on disk, so uploads at once cost the service no memory."""
+    name, filename, received = None, "", False
     try:
         reader = await request.multipart()
         while (part := await reader.next()) is not None:
@@ -105,23 +100,42 @@ async def upload(request: web.Request) -> web.Response:
                 name = raw.decode("utf-8", "replace")[:MAX_NAME_CHARS + 1]
             elif part.name == "file":
                 filename = Path(part.filename or "").name[:MAX_NAME_CHARS]
-                buf = bytearray()
-                while chunk := await part.read_chunk(CHUNK):
-                    buf.extend(chunk)
-                    if len(buf) > settings.max_bytes:
-                        raise ApiError(413, "too_large", f"the file is larger than {settings.max_bytes} bytes",
-                                       {"max_bytes": settings.max_bytes})
-                data = bytes(buf)
+                size = 0
+                with open(incoming, "wb") as out:
+                    while chunk := await part.read_chunk(CHUNK):
+                        size += len(chunk)
+                        if size > max_bytes:
+                            raise ApiError(413, "too_large", f"the file is larger than {max_bytes} bytes",
+                                           {"max_bytes": max_bytes})
+                        await asyncio.to_thread(out.write, chunk)
+                received = True
     except (ValueError, AssertionError, HttpProcessingError) as exc:  # aiohttp's multipart parser on a malformed body
         raise ApiError(400, "bad_multipart", "the multipart body is malformed", str(exc)[:200]) from None
-    if data is None:
-        raise ApiError(422, "missing_file", "send the .glb file in a part named 'file'")
-    name = (name or "").strip() or (re.sub(r"\.glb$", "", filename, flags=re.I) or "Avatar")
-    if len(name) > MAX_NAME_CHARS:
-        raise ApiError(422, "validation_error", f"the name is limited to {MAX_NAME_CHARS} characters")
-    body = await _call(service.upload(request.app[POOL], request.app[STORE], settings.limits, tenant_id=tenant_id,
-                                      name=name, filename=filename, data=data,
-                                      max_per_tenant=settings.max_avatars_per_tenant))
+    return name, filename, received
+
+
+@routes.post("/internal/avatars")
+async def upload(request: web.Request) -> web.Response:
+    tenant_id = _tenant(request)
+    settings = request.app[SETTINGS]
+    if request.content_type != "multipart/form-data":
+        raise ApiError(415, "unsupported_media_type", "send the model as multipart/form-data with a 'file' part")
+    if request.content_length is not None and request.content_length > settings.max_bytes + 64 * 1024:
+        raise ApiError(413, "too_large", f"the file is larger than {settings.max_bytes} bytes",
+                       {"max_bytes": settings.max_bytes})
+    incoming = request.app[STORE].incoming()
+    try:
+        name, filename, received = await _receive(request, settings.max_bytes, incoming)
+        if not received:
+            raise ApiError(422, "missing_file", "send the .glb file in a part named 'file'")
+        name = (name or "").strip() or (re.sub(r"\.glb$", "", filename, flags=re.I) or "Avatar")
+        if len(name) > MAX_NAME_CHARS:
+            raise ApiError(422, "validation_error", f"the name is limited to {MAX_NAME_CHARS} characters")
+        body = await _call(service.upload(request.app[POOL], request.app[STORE], request.app[VALIDATOR],
+                                          tenant_id=tenant_id, name=name, filename=filename, received=incoming,
+                                          max_per_tenant=settings.max_avatars_per_tenant))
+    finally:
+        incoming.unlink(missing_ok=True)  # kept files were renamed away
     return json_response(body, status=201)
 
 

@@ -15,7 +15,7 @@ import aiohttp
 from aiohttp import web
 from pydantic import BaseModel, BeforeValidator, Field, RootModel
 
-from common.http import InternalClient
+from common.http import InternalClient, unreachable
 from common.logging import get_contextvars
 from common.web import POOL, ApiError, json_response
 from services.gateway import repository
@@ -491,8 +491,7 @@ async def _stream(ctx: Ctx, path: str, params: dict) -> web.StreamResponse:
             await out.write_eof()
             return out
     except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-        raise ApiError(503, "unavailable", "the analytics service is not reachable; try again",
-                       repr(exc)[:200]) from None
+        raise unreachable("analytics", exc) from None
 
 
 @op("GET", "/api/v1/analytics/export/conversations.csv", summary="Export conversations (CSV)", tag=TAG,

@@ -17,7 +17,7 @@ from typing import Any, Awaitable, Callable, Literal
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from common.web import ApiError, read_json
+from common.web import MAX_JSON_BYTES, ApiError, read_json
 from services.gateway import auth as authn
 from services.gateway.models import ErrorBody
 
@@ -26,6 +26,7 @@ Need = Literal["read", "write", "chat"]
 
 ERRORS = {
     400: "The request is malformed (bad JSON, bad unicode).",
+    408: "The body did not arrive in time.",
     401: "Missing, unknown, expired or revoked credentials.",
     403: "The credentials may not do this (scope, origin, plan limit, quota).",
     404: "No such object, or not yours.",
@@ -65,6 +66,7 @@ class Operation:
     extra_responses: dict[int, str] = field(default_factory=dict)
     also_streams: bool = False  # answers text/event-stream too, when the request asks for it
     json_object: bool = False  # a JSON object relayed from a service, documented as free-form
+    max_body: int = MAX_JSON_BYTES  # what the body model allows must fit (common.web.json_body_cap)
 
     @property
     def path_params(self) -> list[str]:
@@ -78,22 +80,24 @@ NOT_UUIDS = {"embed_id", "key_id", "avatar_id"}
 UUID_PATTERN = "[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}"
 routes = web.RouteTableDef()
 
-# hooks set by the app: the rate limiter (so this module needs no database of its own)
+# hooks set by the app: the rate limiter (so this module needs no database of its own), and
+# the client's address as the app's proxy settings see it
 RATE_LIMIT = web.AppKey("rate_limit_hook", object)
+CLIENT_IP = web.AppKey("client_ip_hook", object)
 
 
 def op(method: str, path: str, *, summary: str, tag: str, auth: Auth = "tenant", need: Need | None = None,
        body: type[BaseModel] | None = None, query: type[BaseModel] | None = None,
        response: type[BaseModel] | None = None, status: int = 200, content_type: str = "application/json",
        raw_body: str | None = None, description: str = "", extra_responses: dict[int, str] | None = None,
-       also_streams: bool = False, json_object: bool = False):
+       also_streams: bool = False, json_object: bool = False, max_body: int = MAX_JSON_BYTES):
     need = need or ("read" if method in ("GET", "HEAD") else "write")
 
     def decorate(fn: Callable[[Ctx], Awaitable[web.StreamResponse]]):
         operation = Operation(method, path, fn, summary, tag, auth, need, body, query, response, status,
                               content_type, raw_body, description=description or (fn.__doc__ or "").strip(),
                               extra_responses=extra_responses or {}, also_streams=also_streams,
-                              json_object=json_object)
+                              json_object=json_object, max_body=max_body)
 
         async def handler(request: web.Request) -> web.StreamResponse:
             ctx = Ctx(request)
@@ -120,7 +124,7 @@ def op(method: str, path: str, *, summary: str, tag: str, auth: Auth = "tenant",
                     raise ApiError(422, "validation_error", "the query is not valid",
                                    json.loads(exc.json(include_url=False, include_context=False))) from None
             if operation.body is not None:
-                ctx.body = await read_json(request, operation.body)
+                ctx.body = await read_json(request, operation.body, max_bytes=operation.max_body)
             return await fn(ctx)
 
         handler.operation = operation  # type: ignore[attr-defined]
@@ -204,7 +208,8 @@ def openapi_document(public_url: str) -> dict:
                 continue
             item["responses"].setdefault(str(code), {
                 "description": text, "content": {"application/json": {"schema": error_ref}}})
-        if operation.auth == "public" and operation.method == "GET" and not operation.path_params:
+        if operation.auth == "public" and operation.method == "GET" and not operation.path_params \
+                and 403 not in operation.extra_responses:
             item["responses"].pop("403", None)
         paths.setdefault(operation.path, {})[operation.method.lower()] = item
     return {

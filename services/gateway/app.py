@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from pathlib import Path
 
 import aiohttp
@@ -46,6 +47,8 @@ async def _stream_ctx(app: web.Application):
 
 
 async def _purge_ctx(app: web.Application):
+    settings = app[views.SETTINGS_KEY]
+
     async def loop():
         while True:
             await asyncio.sleep(300)
@@ -53,8 +56,12 @@ async def _purge_ctx(app: web.Application):
                 await ratelimit.purge(app[POOL])
                 async with app[POOL].acquire() as conn:
                     await repository.purge_message_seqs(conn)
+                    # a retried message id matters within its month; a session past its end is dead
+                    last_month = (views.month_start() - timedelta(days=1)).replace(day=1)
+                    await repository.purge_counted_messages(conn, last_month)
+                    await repository.purge_visitor_sessions(conn, settings.visitor_session_max_age_s + 86400)
             except Exception:  # noqa: BLE001 - next round
-                log.warning("rate_limit_purge_failed", exc_info=True)
+                log.warning("purge_failed", exc_info=True)
     task = asyncio.create_task(loop())
     yield
     task.cancel()
@@ -88,15 +95,22 @@ async def client_ip(request: web.Request, proxies: TrustedProxies | None) -> str
     return await proxies.client_ip(request)
 
 
-def _limiter(settings: Settings):
+def _client_ip(settings: Settings):
+    """The app's one way to name a client's address (rate limits, stream caps)."""
     proxies = TrustedProxies(settings.trusted_proxies) if settings.trust_forwarded_for else None
 
+    async def of(request: web.Request) -> str:
+        return await client_ip(request, proxies)
+    return of
+
+
+def _limiter(settings: Settings):
     async def limit(request: web.Request, principal: auth.Principal | None) -> None:
         pool = request.app[POOL]
         if principal is not None:
             await ratelimit.enforce(request, pool, principal.key_id, settings.key_limit)
         else:
-            await ratelimit.enforce(request, pool, await client_ip(request, proxies), settings.ip_limit)
+            await ratelimit.enforce(request, pool, await request.app[api.CLIENT_IP](request), settings.ip_limit)
     return limit
 
 
@@ -116,6 +130,8 @@ def create_app(settings: Settings | None = None, *, pool: asyncpg.Pool | None = 
     app[views.SETTINGS_KEY] = settings
     app[auth.ADMIN_KEY] = settings.admin_api_key
     app[api.RATE_LIMIT] = _limiter(settings)
+    app[api.CLIENT_IP] = _client_ip(settings)
+    app[ratelimit.REFUSED] = {}
     app.cleanup_ctx.append(service_context(MIGRATIONS, pool=pool, bus=bus))
     app.cleanup_ctx.append(_clients_ctx)
     app.cleanup_ctx.append(_stream_ctx)

@@ -83,6 +83,18 @@ class Visitor:
     visitor_id: uuid.UUID
     conversation_id: uuid.UUID
     tenant_id: uuid.UUID
+    session_left_s: float = 0.0  # until the session's absolute end (see check_session)
+
+
+def check_session(visitor: Visitor, session, max_age_s: float) -> Visitor:
+    """The token's session (one per widget conversation) must exist, be unrevoked and be
+    younger than ``max_age_s``: a token, however fresh, dies with its session."""
+    if session is None or session["revoked_at"] is not None:
+        raise ApiError(401, "session_revoked", "this conversation's access was revoked; start a new conversation")
+    left = max_age_s - session["age_s"]
+    if left <= 0:
+        raise ApiError(401, "session_expired", "this conversation's session has ended; start a new conversation")
+    return Visitor(visitor.visitor_id, visitor.conversation_id, visitor.tenant_id, left)
 
 
 def verify_visitor_token(request: web.Request, secret: str, embed_id: str,

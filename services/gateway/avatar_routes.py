@@ -17,14 +17,14 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from common import events as ev
-from common.http import InternalClient
+from common.http import InternalClient, unreachable
 from common.logging import get_contextvars, get_logger
 from common.db import enqueue
 from common.web import POOL, ApiError, json_response
 from services.gateway import repository
 from services.gateway.api import Ctx, op
 from services.gateway.clients import INTERNAL
-from services.gateway.views import snapshot
+from services.gateway.views import assign_avatar, snapshot
 
 log = get_logger(__name__)
 routes = web.RouteTableDef()  # what the op() registry doesn't describe: the CORS preflight
@@ -117,7 +117,7 @@ async def forward_upload(client: InternalClient, request: web.Request, tenant_id
     except (aiohttp.ClientError, TimeoutError) as exc:
         if too_large:
             raise ApiError(413, "too_large", f"models are limited to {MAX_UPLOAD_BYTES} bytes") from None
-        raise ApiError(503, "unavailable", "the avatar service is not reachable; try again", repr(exc)[:200]) from None
+        raise unreachable("avatar", exc) from None
 
 
 async def forward_model(client: InternalClient, request: web.Request, path: str) -> web.StreamResponse:
@@ -137,7 +137,7 @@ async def forward_model(client: InternalClient, request: web.Request, path: str)
             await out.write_eof()
             return out
     except (aiohttp.ClientError, TimeoutError) as exc:
-        raise ApiError(503, "unavailable", "the avatar service is not reachable; try again", repr(exc)[:200]) from None
+        raise unreachable("avatar", exc) from None
 
 
 # --- tenant routes ---------------------------------------------------------------------------
@@ -218,9 +218,7 @@ async def set_chatbot_avatar(ctx: Ctx) -> web.Response:
     chatbot_id = _uuid(request.match_info["chatbot_id"], "chatbot")
     body = ctx.body
     await _owned_chatbot(request, tenant_id, chatbot_id)
-    result = await _avatar(request).request(
-        "PUT", f"/internal/chatbots/{chatbot_id}/avatar", params={"tenant_id": str(tenant_id)},
-        json=body.model_dump(mode="json"))
+    result = await assign_avatar(request.app, tenant_id, chatbot_id, body.model_dump(mode="json")["avatar_id"])
     # the chatbot's config names its avatar too: the widget config and the snapshots read it there
     avatar_id = None if result.get("default") else result["avatar_id"]
     async with request.app[POOL].acquire() as conn, conn.transaction():

@@ -22,6 +22,7 @@ from services.gateway import repository
 from services.gateway.api import Ctx, op
 from services.gateway.clients import CONVERSATION, INTERNAL
 from services.gateway.models import NO_NUL, Out, Query, ReplyCancelled, Strict
+from services.gateway.views import SETTINGS_KEY
 from services.gateway.widget import HUB, accept_message
 
 TIMEOUT_S = 180.0
@@ -196,6 +197,14 @@ async def chat_completions(ctx: Ctx) -> web.StreamResponse:
         raise ApiError(413, "message_too_long", "messages are limited to 4000 characters")
     history = [ev.HistoryMessage(role="visitor" if m.role == "user" else "assistant", text=m.text())
                for m in turns[:-1]]
+    app = ctx.request.app
+    limit = app[SETTINGS_KEY].completions_max_per_tenant
+    with app[HUB].slots.hold({f"tenant:{chatbot['tenant_id']}": limit}, what="completions"):
+        return await _answer(ctx, body, chatbot, question, history)
+
+
+async def _answer(ctx: Ctx, body: ChatCompletionIn, chatbot, question: str,
+                  history: list[ev.HistoryMessage]) -> web.StreamResponse:
     app = ctx.request.app
     created = await app[CONVERSATION].request("POST", "/internal/conversations", json={
         "tenant_id": str(chatbot["tenant_id"]), "chatbot_id": str(chatbot["id"]), "visitor_id": None})

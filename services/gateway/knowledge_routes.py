@@ -15,9 +15,9 @@ import aiohttp
 from aiohttp import web
 from pydantic import Field, model_validator
 
-from common.http import InternalClient
+from common.http import InternalClient, unreachable
 from common.logging import get_contextvars
-from common.web import POOL, ApiError
+from common.web import POOL, ApiError, json_body_cap, read_body
 from services.gateway import repository
 from services.gateway.api import Ctx, op
 from services.gateway.clients import INTERNAL
@@ -26,18 +26,8 @@ from services.gateway.models import NO_NUL, Query, Strict
 BASE = "/api/v1/chatbots/{chatbot_id}/knowledge"
 MAX_UPLOAD_BYTES = 20 * 1024 ** 2
 MAX_BODY_BYTES = MAX_UPLOAD_BYTES + 1024 ** 2  # multipart framing and the title field
-_FORWARDED_QUERY = ("status", "limit", "offset")
-
-
-async def _read_body(request: web.Request) -> bytes:
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        raise ApiError(413, "payload_too_large", f"documents are limited to {MAX_UPLOAD_BYTES} bytes")
-    body = bytearray()
-    async for piece in request.content.iter_chunked(256 * 1024):
-        body.extend(piece)
-        if len(body) > MAX_BODY_BYTES:
-            raise ApiError(413, "payload_too_large", f"documents are limited to {MAX_UPLOAD_BYTES} bytes")
-    return bytes(body)
+UPLOAD_TIMEOUT_S = 120.0  # 20 MB over a slow mobile link (nginx buffers bodies in front of us)
+MAX_TEXT_CHARS = 1_000_000
 
 
 async def forward_raw(client: InternalClient, method: str, path: str, *, body: bytes | None = None,
@@ -61,8 +51,7 @@ async def forward_raw(client: InternalClient, method: str, path: str, *, body: b
             return web.Response(body=payload, status=resp.status,
                                 content_type=resp.content_type or "application/json")
     except (aiohttp.ClientError, TimeoutError) as exc:
-        raise ApiError(503, "unavailable", f"the {client.service} service is not reachable; try again",
-                       repr(exc)[:200]) from None
+        raise unreachable(client.service, exc) from None
 
 
 
@@ -70,7 +59,7 @@ URL_PATTERN = r"^https?://[^\s]+$"
 
 
 class TextIn(Strict):
-    text: str = Field(min_length=1, max_length=1_000_000, pattern=NO_NUL)
+    text: str = Field(min_length=1, max_length=MAX_TEXT_CHARS, pattern=NO_NUL)
     title: str | None = Field(None, max_length=300, pattern=NO_NUL)
     format: Literal["text", "markdown", "html"] = "text"
 
@@ -135,22 +124,21 @@ async def _target(ctx: Ctx) -> tuple[InternalClient, str]:
     return ctx.request.app[INTERNAL]["knowledge"], f"/internal/tenants/{ctx.principal.tenant_id}/chatbots/{chatbot_id}"
 
 
-async def _check_document_limit(ctx: Ctx) -> None:
-    """The plan's max_documents counts every document of the tenant, in every chatbot."""
+async def _plan(ctx: Ctx) -> dict:
+    """The plan's document limit, for the knowledge service to enforce in its insert
+    transaction: a check here and an insert there would race (503 documents on a plan of 500)."""
     async with ctx.request.app[POOL].acquire() as conn:
-        limit = await conn.fetchval("SELECT max_documents FROM tenants WHERE id = $1", ctx.principal.tenant_id)
-    counted = await ctx.request.app[INTERNAL]["knowledge"].request(
-        "GET", f"/internal/tenants/{ctx.principal.tenant_id}/documents/count")
-    if counted["documents"] >= limit:
-        raise ApiError(403, "plan_limit_reached", f"your plan allows {limit} documents",
-                       {"limit": "max_documents", "value": limit})
+        tenant = await repository.get_tenant(conn, ctx.principal.tenant_id)
+    return {"max_documents": str(tenant["max_documents"])}
 
 
 async def _proxy(ctx: Ctx, suffix: str = "", *, raw: bool = False, timeout: float = 30.0,
                  params: dict | None = None) -> web.Response:
     client, prefix = await _target(ctx)
     if raw:
-        body, content_type = await _read_body(ctx.request), ctx.request.headers.get("Content-Type")
+        body = await read_body(ctx.request, MAX_BODY_BYTES, timeout_s=UPLOAD_TIMEOUT_S,
+                               too_large=f"documents are limited to {MAX_UPLOAD_BYTES} bytes")
+        content_type = ctx.request.headers.get("Content-Type")
     elif ctx.body is not None:
         body, content_type = ctx.body.model_dump_json(exclude_none=True).encode(), "application/json"
     else:
@@ -171,23 +159,21 @@ TAG = "Knowledge"
 async def upload_document(ctx: Ctx) -> web.Response:
     """Multipart: `file` (text, Markdown, HTML, PDF or DOCX, up to 20 MB) and an optional `title`.
     The document is queued; follow its status (queued, processing, indexed, failed with a reason)."""
-    await _check_document_limit(ctx)
-    return await _proxy(ctx, "/documents", raw=True, timeout=120.0)
+    return await _proxy(ctx, "/documents", raw=True, timeout=120.0, params=await _plan(ctx))
 
 
 @op("POST", BASE + "/documents/text", summary="Add a document from text", tag=TAG, body=TextIn, status=202,
-    json_object=True, extra_responses={409: "The same text is already there"})
+    json_object=True, extra_responses={409: "The same text is already there"},
+    max_body=json_body_cap(MAX_TEXT_CHARS))
 async def add_text(ctx: Ctx) -> web.Response:
-    await _check_document_limit(ctx)
-    return await _proxy(ctx, "/documents/text", timeout=120.0)
+    return await _proxy(ctx, "/documents/text", timeout=120.0, params=await _plan(ctx))
 
 
 @op("POST", BASE + "/documents/url", summary="Add a web page", tag=TAG, body=UrlIn, status=202, json_object=True,
     extra_responses={409: "This URL is already there"})
 async def add_url(ctx: Ctx) -> web.Response:
     """Fetched by the knowledge service: http(s) only, never private or internal addresses."""
-    await _check_document_limit(ctx)
-    return await _proxy(ctx, "/documents/url")
+    return await _proxy(ctx, "/documents/url", params=await _plan(ctx))
 
 
 @op("GET", BASE + "/documents", summary="List documents with their status and progress", tag=TAG,
@@ -222,12 +208,12 @@ async def delete_document(ctx: Ctx) -> web.Response:
 
 
 @op("POST", BASE + "/crawls", summary="Crawl a site into the knowledge base", tag=TAG, body=CrawlIn, status=202,
-    json_object=True)
+    json_object=True, extra_responses={409: "The tenant already runs as many crawls as it may (too_many_crawls)"})
 async def start_crawl(ctx: Ctx) -> web.Response:
     """Respects robots.txt and a per-site rate, bounded in pages and depth, with include and
-    exclude path patterns; keeps each page's main text."""
-    await _check_document_limit(ctx)
-    return await _proxy(ctx, "/crawls")
+    exclude path patterns; keeps each page's main text. Takes at most the room left under the
+    plan's document limit; a tenant runs two crawls at once."""
+    return await _proxy(ctx, "/crawls", params=await _plan(ctx))
 
 
 @op("GET", BASE + "/crawls", summary="List crawls", tag=TAG, json_object=True)

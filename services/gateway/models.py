@@ -338,8 +338,22 @@ class MessageAccepted(Out):
     status: Literal["accepted"] = "accepted"
 
 
+class CitationShown(Out):
+    title: str
+    url: str | None = None
+    snippet: str
+    score: float
+
+
+class VisitorMessage(MessageOut):
+    """A message as its visitor sees it: no usage, cost, timings or internal error text."""
+    citations: list[CitationShown] = []
+    error_code: str | None = None
+    error_message: str | None = Field(None, description="A plain sentence for the visitor")
+
+
 class VisitorMessages(Out):
-    data: list[MessageOut]
+    data: list[VisitorMessage]
 
 
 class Health(Out):

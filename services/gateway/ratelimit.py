@@ -7,6 +7,7 @@ run, and a burst of up to ``limit`` requests is allowed per ``period``.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 
 import asyncpg
@@ -15,6 +16,10 @@ from aiohttp import web
 from common.web import ApiError
 
 STATE = web.RequestKey("ratelimit_state", object)
+# key -> (monotonic times it is refused until and its window resets at): a flood from one key
+# is answered from memory until then, instead of costing a database round trip per request
+REFUSED = web.AppKey("ratelimit_refused", dict)
+_REFUSED_KEPT = 10_000
 
 
 @dataclass(frozen=True)
@@ -66,7 +71,17 @@ async def hit(pool: asyncpg.Pool, key: str, limit: Limit) -> Decision:
 
 async def enforce(request: web.Request, pool: asyncpg.Pool, key: str, limit: Limit) -> None:
     """Admit the request or raise a 429; remember the tightest decision for the response headers."""
-    decision = await hit(pool, key, limit)
+    refused = request.app.get(REFUSED)
+    remembered = refused.get(f"{limit.name}:{key}") if refused is not None else None
+    now = time.monotonic()
+    if remembered is not None and remembered[0] > now:
+        decision = Decision(False, limit, 0, remembered[1] - now, remembered[0] - now)
+    else:
+        decision = await hit(pool, key, limit)
+        if not decision.allowed and refused is not None:
+            if len(refused) >= _REFUSED_KEPT:
+                refused.clear()
+            refused[f"{limit.name}:{key}"] = (now + decision.retry_after_s, now + decision.reset_s)
     previous = request.get(STATE)
     if previous is None or decision.remaining < previous.remaining or not decision.allowed:
         request[STATE] = decision

@@ -47,6 +47,10 @@ async def create_api_key(conn: asyncpg.Connection, key_id: str, tenant_id: uuid.
         key_id, tenant_id, secret_hash, scope, name)
 
 
+async def count_active_api_keys(conn, tenant_id: uuid.UUID) -> int:
+    return await conn.fetchval("SELECT count(*) FROM api_keys WHERE tenant_id = $1 AND revoked_at IS NULL", tenant_id)
+
+
 async def get_api_key(conn: asyncpg.Connection, key_id: str) -> asyncpg.Record | None:
     return await conn.fetchrow("SELECT * FROM api_keys WHERE id = $1", key_id)
 
@@ -65,10 +69,10 @@ async def revoke_api_key(conn, tenant_id: uuid.UUID, key_id: str):
 
 
 async def create_chatbot(conn: asyncpg.Connection, tenant_id: uuid.UUID, embed_id: str, name: str,
-                         config: dict) -> asyncpg.Record:
+                         config: dict, *, chatbot_id: uuid.UUID | None = None) -> asyncpg.Record:
     return await conn.fetchrow(
         "INSERT INTO chatbots (id, tenant_id, embed_id, name, config) VALUES ($1, $2, $3, $4, $5) "
-        "RETURNING *", uuid.uuid4(), tenant_id, embed_id, name, config)
+        "RETURNING *", chatbot_id or uuid.uuid4(), tenant_id, embed_id, name, config)
 
 
 async def get_chatbot(conn: asyncpg.Connection, tenant_id: uuid.UUID, chatbot_id: uuid.UUID, *, lock: bool = False):
@@ -101,13 +105,59 @@ async def chatbot_by_embed_id(conn: asyncpg.Connection, embed_id: str) -> asyncp
     return await conn.fetchrow("SELECT * FROM chatbots WHERE embed_id = $1", embed_id)
 
 
-async def count_message(conn, tenant_id: uuid.UUID, month: date, quota: int) -> bool:
-    """Count one message against the month's quota; False (and nothing counted) when it is used up."""
-    used = await conn.fetchval(
-        "INSERT INTO monthly_usage AS u (tenant_id, month, messages) VALUES ($1, $2, 1) "
-        "ON CONFLICT (tenant_id, month) DO UPDATE SET messages = u.messages + 1 WHERE u.messages < $3 "
-        "RETURNING messages", tenant_id, month, quota)
-    return used is not None and used <= quota
+async def count_message(conn, tenant_id: uuid.UUID, month: date, quota: int, message_id: uuid.UUID) -> bool:
+    """Count one message against the month's quota, once per message id (a retry is free);
+    False (and nothing counted) when the quota is used up."""
+    async with conn.transaction():
+        first = await conn.fetchval(
+            "INSERT INTO counted_messages (message_id, tenant_id, month) VALUES ($1, $2, $3) "
+            "ON CONFLICT (message_id) DO NOTHING RETURNING true", message_id, tenant_id, month)
+        if not first:
+            return True
+        used = await conn.fetchval(
+            "INSERT INTO monthly_usage AS u (tenant_id, month, messages) VALUES ($1, $2, 1) "
+            "ON CONFLICT (tenant_id, month) DO UPDATE SET messages = u.messages + 1 WHERE u.messages < $3 "
+            "RETURNING messages", tenant_id, month, quota)
+        if used is None or used > quota:
+            # undo the id too, so the message can count once the quota allows it
+            await conn.execute("DELETE FROM counted_messages WHERE message_id = $1", message_id)
+            return False
+        return True
+
+
+async def uncount_message(conn, tenant_id: uuid.UUID, month: date, message_id: uuid.UUID) -> None:
+    async with conn.transaction():
+        if await conn.fetchval("DELETE FROM counted_messages WHERE message_id = $1 RETURNING true", message_id):
+            await conn.execute("UPDATE monthly_usage SET messages = messages - 1 WHERE tenant_id = $1 "
+                               "AND month = $2 AND messages > 0", tenant_id, month)
+
+
+async def purge_counted_messages(conn, before: date) -> None:
+    await conn.execute("DELETE FROM counted_messages WHERE month < $1", before)
+
+
+# --- visitor sessions ------------------------------------------------------------------------
+
+async def start_visitor_session(conn, *, conversation_id: uuid.UUID, tenant_id: uuid.UUID, chatbot_id: uuid.UUID,
+                                visitor_id: uuid.UUID) -> None:
+    await conn.execute("INSERT INTO visitor_sessions (conversation_id, tenant_id, chatbot_id, visitor_id) "
+                       "VALUES ($1, $2, $3, $4)", conversation_id, tenant_id, chatbot_id, visitor_id)
+
+
+async def visitor_session(conn, conversation_id: uuid.UUID):
+    return await conn.fetchrow("SELECT *, extract(epoch FROM now() - started_at)::float8 AS age_s "
+                               "FROM visitor_sessions WHERE conversation_id = $1", conversation_id)
+
+
+async def revoke_visitor_session(conn, tenant_id: uuid.UUID, conversation_id: uuid.UUID) -> bool:
+    return await conn.fetchval(
+        "UPDATE visitor_sessions SET revoked_at = coalesce(revoked_at, now()) "
+        "WHERE conversation_id = $1 AND tenant_id = $2 RETURNING true", conversation_id, tenant_id) or False
+
+
+async def purge_visitor_sessions(conn, older_than_s: float) -> None:
+    await conn.execute("DELETE FROM visitor_sessions WHERE started_at < now() - make_interval(secs => $1)",
+                       older_than_s)
 
 
 async def next_message_seq(conn, conversation_id: uuid.UUID) -> int:
@@ -121,11 +171,6 @@ async def purge_message_seqs(conn, older_than_days: int = 30) -> None:
     """A conversation quiet for a month starts counting again (conversation accepts that)."""
     await conn.execute("DELETE FROM conversation_sequences WHERE updated_at < now() - make_interval(days => $1)",
                        older_than_days)
-
-
-async def uncount_message(conn, tenant_id: uuid.UUID, month: date) -> None:
-    await conn.execute("UPDATE monthly_usage SET messages = messages - 1 WHERE tenant_id = $1 AND month = $2 "
-                       "AND messages > 0", tenant_id, month)
 
 
 async def messages_this_month(conn, tenant_id: uuid.UUID, month: date) -> int:

@@ -12,26 +12,59 @@ repairs any delta missed while disconnected (deltas carry their ``offset``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
-from collections import defaultdict
-from typing import Any
+from collections import Counter, defaultdict
+from typing import Any, Iterator
 
 from aiohttp_sse import EventSourceResponse
 
 from common import events as ev
 from common import metrics
 from common.logging import get_logger
+from common.web import ApiError
 
 log = get_logger(__name__)
 
 _CLOSE = object()
 
 
+class Slots:
+    """Long-lived responses (SSE streams, OpenAI-compatible completions) open at once, per
+    key, in this process. A client that opens a thousand streams gets its first few and a
+    429 for the rest, instead of holding a thousand connections for an hour."""
+
+    def __init__(self) -> None:
+        self._open: Counter[str] = Counter()
+
+    def check(self, limits: dict[str, int], what: str = "streams") -> None:
+        """Refuse when any key is at its limit (cheap: callers check before the database)."""
+        for key, limit in limits.items():
+            if self._open[key] >= limit:
+                kind = key.split(":", 1)[0]
+                raise ApiError(429, f"too_many_{what}", f"too many open {what} for this {kind}; close one first",
+                               {"limit": limit, "per": kind}, headers={"Retry-After": "5"})
+
+    @contextlib.contextmanager
+    def hold(self, limits: dict[str, int], what: str = "streams") -> Iterator[None]:
+        self.check(limits, what)
+        for key in limits:
+            self._open[key] += 1
+        try:
+            yield
+        finally:
+            for key in limits:
+                self._open[key] -= 1
+                if self._open[key] <= 0:
+                    del self._open[key]
+
+
 class StreamHub:
     def __init__(self, bus):
         self.bus = bus
+        self.slots = Slots()
         self._streams: dict[uuid.UUID, set[asyncio.Queue]] = defaultdict(set)
 
     async def open(self, conversation_id: uuid.UUID) -> asyncio.Queue:
@@ -72,12 +105,42 @@ def parse_last_event_id(value: str | None) -> tuple[int, bool] | None:
     return int(seq), part == "end"
 
 
+# What a visitor reads when a reply fails. The code stays (the widget words some of them
+# itself); the text never carries a provider's error, an address or anything internal.
+_PUBLIC_ERRORS = {
+    "cancelled": "Stopped.",
+    "rate_limited": "The assistant is busy right now. Please try again in a moment.",
+    "reply_timeout": "The answer took too long. Please try again.",
+    "deadline_exceeded": "The answer took too long. Please try again.",
+}
+_GENERIC_ERROR = "Sorry, the assistant could not answer just now. Please try again."
+
+
+def public_error(code: str | None) -> str:
+    return _PUBLIC_ERRORS.get(code or "", _GENERIC_ERROR)
+
+
+def _citations(citations: list[dict]) -> list[dict]:
+    return [{k: c.get(k) for k in ("title", "url", "snippet", "score")} for c in citations or []]
+
+
+def visitor_message(message: dict) -> dict[str, Any]:
+    """A stored message as its visitor may see it (transcript, stream replays): the text and
+    citations, never usage, cost, timings, provider or internal error text; those are the
+    tenant's (GET /api/v1/conversations/{id})."""
+    out = {k: message.get(k) for k in ("id", "seq", "role", "status", "text", "intent", "sentiment", "created_at")}
+    out["citations"] = _citations(message.get("citations"))
+    if message.get("status") == "failed":
+        out["error_code"] = message.get("error_code") or "reply_failed"
+        out["error_message"] = public_error(message.get("error_code"))
+    return out
+
+
 def end_payload(event: ev.AiReplyCompletedEvent) -> dict[str, Any]:
     return {
         "reply_id": str(event.reply_id), "reply_seq": event.reply_seq, "text": event.text,
-        "citations": [c.model_dump() for c in event.citations],
+        "citations": _citations([c.model_dump() for c in event.citations]),
         "intent": event.intent, "sentiment": event.sentiment,
-        "usage": event.usage.model_dump(), "timings": event.timings.model_dump(),
     }
 
 
@@ -111,16 +174,15 @@ class VisitorStream:
             if reply_id in self.ended:
                 continue
             self.ended.add(reply_id)
+            shown = visitor_message(reply)
             if reply["status"] == "failed":
-                await self.send("error", {"reply_id": reply["reply_id"], "code": reply.get("error_code") or "reply_failed",
-                                          "message": reply.get("error_message") or "the reply failed"},
-                                f"{reply['reply_seq']}-end")
+                await self.send("error", {"reply_id": reply["reply_id"], "code": shown["error_code"],
+                                          "message": shown["error_message"]}, f"{reply['reply_seq']}-end")
             else:
                 await self.send("message.end", {
-                    "reply_id": reply["reply_id"], "reply_seq": reply["reply_seq"], "text": reply["text"],
-                    "citations": reply.get("citations") or [], "intent": reply.get("intent"),
-                    "sentiment": reply.get("sentiment"), "usage": reply.get("usage") or {},
-                    "timings": reply.get("timings") or {}, "replayed": True,
+                    "reply_id": reply["reply_id"], "reply_seq": reply["reply_seq"], "text": shown["text"],
+                    "citations": shown["citations"], "intent": shown["intent"], "sentiment": shown["sentiment"],
+                    "replayed": True,
                 }, f"{reply['reply_seq']}-end")
 
     async def flush_pending(self) -> None:
@@ -183,7 +245,7 @@ class VisitorStream:
         elif isinstance(event, ev.AiReplyFailedEvent):
             self.ended.add(event.reply_id)
             await self.send("error", {"reply_id": str(event.reply_id), "code": event.code,
-                                      "message": event.message}, f"{event.reply_seq}-end")
+                                      "message": public_error(event.code)}, f"{event.reply_seq}-end")
 
 
 async def pump(stream: VisitorStream, queue: asyncio.Queue) -> None:

@@ -13,7 +13,7 @@ from common.web import POOL, ApiError, json_response
 from common import pagination
 from services.gateway import auth, repository
 from services.gateway.api import Ctx, op
-from services.gateway.clients import CONVERSATION
+from services.gateway.clients import CONVERSATION, INTERNAL
 from services.gateway.models import (AdminTenantPatch, ApiKeyIn, ApiKeyOut, ApiKeyPage, ChatbotIn, ChatbotOut,
                                      ChatbotPage, ChatbotPatch, ConversationPage, ConversationQuery, EmbedSnippet,
                                      PageQuery, PlanLimits, TenantCreated, TenantIn, TenantOut, TenantPage,
@@ -139,7 +139,12 @@ async def create_api_key(ctx: Ctx) -> web.Response:
     """The full key is in the response once; we keep only a hash. Scopes: `full`, `read` (GET only),
     `chat` (the chat endpoints only)."""
     key_id, full_key, secret_hash = auth.new_api_key()
-    async with ctx.request.app[POOL].acquire() as conn:
+    limit = ctx.request.app[SETTINGS_KEY].max_api_keys_per_tenant
+    async with ctx.request.app[POOL].acquire() as conn, conn.transaction():
+        await repository.get_tenant(conn, ctx.principal.tenant_id, lock=True)  # serialises the count
+        if await repository.count_active_api_keys(conn, ctx.principal.tenant_id) >= limit:
+            raise ApiError(403, "plan_limit_reached", f"a tenant may hold {limit} API keys; revoke one first",
+                           {"limit": "max_api_keys", "value": limit})
         row = await repository.create_api_key(conn, key_id, ctx.principal.tenant_id, secret_hash,
                                               ctx.body.scope, ctx.body.name)
     return json_response(ApiKeyOut(**dict(row), key=full_key), status=201)
@@ -174,17 +179,30 @@ async def _owned_chatbot(ctx: Ctx, conn, *, lock: bool = False):
     return row
 
 
+async def assign_avatar(app: web.Application, tenant_id: uuid.UUID, chatbot_id: uuid.UUID,
+                        avatar_id: str | None) -> dict:
+    """Tell the avatar service which avatar a chatbot shows. It refuses an avatar that is not
+    the tenant's (404), and its copy of the choice (what the widget plays) stays current."""
+    return await app[INTERNAL]["avatar"].request("PUT", f"/internal/chatbots/{chatbot_id}/avatar",
+                                                 params={"tenant_id": str(tenant_id)}, json={"avatar_id": avatar_id})
+
+
 @op("POST", "/api/v1/chatbots", summary="Create a chatbot", tag="Chatbots", body=ChatbotIn, response=ChatbotOut,
     status=201)
 async def create_chatbot(ctx: Ctx) -> web.Response:
     body: ChatbotIn = ctx.body
+    chatbot_id = uuid.uuid4()
+    if body.avatar_id is not None:
+        # the avatar service refuses another tenant's avatar (404) before anything is created;
+        # if the plan then refuses the chatbot, deleting the avatar lets the unused choice go
+        await assign_avatar(ctx.request.app, ctx.principal.tenant_id, chatbot_id, str(body.avatar_id))
     async with ctx.request.app[POOL].acquire() as conn, conn.transaction():
         tenant = await repository.get_tenant(conn, ctx.principal.tenant_id, lock=True)  # serialises the count
         if await repository.count_chatbots(conn, tenant["id"]) >= tenant["max_chatbots"]:
             raise ApiError(403, "plan_limit_reached", f"your plan allows {tenant['max_chatbots']} chatbots",
                            {"limit": "max_chatbots", "value": tenant["max_chatbots"]})
         row = await repository.create_chatbot(conn, tenant["id"], secrets.token_urlsafe(18), body.name,
-                                              body.model_dump(mode="json", exclude={"name"}))
+                                              body.model_dump(mode="json", exclude={"name"}), chatbot_id=chatbot_id)
         # the event commits with the chatbot (outbox): a crash cannot keep one without the other
         await enqueue(conn, ev.ChatbotCreatedEvent(tenant_id=row["tenant_id"], chatbot=snapshot(row)))
     return json_response(chatbot_out(row), status=201)
@@ -226,6 +244,10 @@ async def update_chatbot(ctx: Ctx) -> web.Response:
         if isinstance(patch.get(section), dict):
             patch[section] = {k: v for k, v in patch[section].items()
                               if v is not None or f"{section}.{k}" in CLEARABLE}
+    if "avatar_id" in patch:
+        async with ctx.request.app[POOL].acquire() as conn:
+            owned = await _owned_chatbot(ctx, conn)
+        await assign_avatar(ctx.request.app, owned["tenant_id"], owned["id"], patch["avatar_id"])
     async with ctx.request.app[POOL].acquire() as conn, conn.transaction():
         row = await _owned_chatbot(ctx, conn, lock=True)
         name = patch.pop("name", None) or row["name"]
@@ -284,3 +306,16 @@ async def get_transcript(ctx: Ctx) -> web.Response:
         "GET", f"/internal/conversations/{ctx.request.match_info['conversation_id']}/transcript",
         params={"tenant_id": str(ctx.principal.tenant_id)})
     return json_response(body)
+
+
+@op("DELETE", "/api/v1/conversations/{conversation_id}/visitor-session",
+    summary="Revoke a visitor's access to a conversation", tag="Conversations", status=204)
+async def revoke_visitor_session(ctx: Ctx) -> web.Response:
+    """Every visitor token of this widget conversation stops working at once, refreshes
+    included; the visitor can start a new conversation. The transcript stays."""
+    async with ctx.request.app[POOL].acquire() as conn:
+        revoked = await repository.revoke_visitor_session(conn, ctx.principal.tenant_id,
+                                                          uuid.UUID(ctx.request.match_info["conversation_id"]))
+    if not revoked:
+        raise ApiError(404, "not_found", "no such widget conversation")
+    return web.Response(status=204)

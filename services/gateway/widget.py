@@ -7,30 +7,30 @@ or from our own widget frame (whose embedding is limited to those origins by the
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
-from urllib.parse import urlsplit
+from urllib.parse import unquote_plus, urlsplit
 
 import aio_pika
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from common import events as ev
 from common.bus import BusError
 from common.logging import bind_contextvars, get_logger
 from common.web import BUS, POOL, ApiError, json_response, read_json
 from services.gateway import auth, ratelimit, repository
-from services.gateway.api import Ctx, op
+from services.gateway.api import CLIENT_IP, Ctx, op
 from services.gateway.clients import CONVERSATION, INTERNAL
 from services.gateway.models import (ConversationIn, ConversationStarted, MessageAccepted, MessageIn, Out, Query,
                                      ReplyCancelled, VisitorMessages, VisitorToken, WidgetConfig)
-from services.gateway.stream import StreamHub, VisitorStream, parse_last_event_id, pump
+from services.gateway.stream import StreamHub, VisitorStream, parse_last_event_id, pump, visitor_message
 from services.gateway.views import SETTINGS_KEY, month_start, snapshot
 
 log = get_logger(__name__)
 HUB = web.AppKey("stream_hub", StreamHub)
 BASE = "/api/widget/v1/{embed_id}"
-TOKEN_GRACE_S = 7 * 24 * 3600  # an expired token can still be refreshed for a week
 
 
 def _origin_of(url: str) -> str:
@@ -68,20 +68,27 @@ async def _chatbot(ctx: Ctx):
     return row
 
 
-def _visitor(ctx: Ctx, chatbot, *, grace_s: int = 0) -> auth.Visitor:
-    conversation_id = uuid.UUID(ctx.request.match_info["conversation_id"])
-    visitor = auth.verify_visitor_token(ctx.request, ctx.request.app[SETTINGS_KEY].visitor_token_secret,
-                                        chatbot["embed_id"], conversation_id, grace_s=grace_s)
+async def _visitor(ctx: Ctx, chatbot, *, refreshing: bool = False) -> auth.Visitor:
+    """The signed token, then its session: revoked or past its absolute lifetime is 401. An
+    expired token may be refreshed, but only within the session's lifetime."""
+    request = ctx.request
+    settings = request.app[SETTINGS_KEY]
+    conversation_id = uuid.UUID(request.match_info["conversation_id"])
+    visitor = auth.verify_visitor_token(request, settings.visitor_token_secret, chatbot["embed_id"], conversation_id,
+                                        grace_s=settings.visitor_session_max_age_s if refreshing else 0)
     bind_contextvars(conversation_id=str(conversation_id))
-    return visitor
+    async with request.app[POOL].acquire() as conn:
+        session = await repository.visitor_session(conn, conversation_id)
+    return auth.check_session(visitor, session, settings.visitor_session_max_age_s)
 
 
-def _token(ctx: Ctx, chatbot, conversation_id: uuid.UUID, visitor_id: uuid.UUID) -> tuple[str, int]:
+def _token(ctx: Ctx, chatbot, conversation_id: uuid.UUID, visitor_id: uuid.UUID,
+           session_left_s: float) -> tuple[str, int]:
     settings = ctx.request.app[SETTINGS_KEY]
+    ttl = max(1, int(min(settings.visitor_token_ttl_s, session_left_s)))  # never outlives its session
     return auth.issue_visitor_token(settings.visitor_token_secret, tenant_id=chatbot["tenant_id"],
                                     embed_id=chatbot["embed_id"], conversation_id=conversation_id,
-                                    visitor_id=visitor_id, ttl_s=settings.visitor_token_ttl_s), \
-        settings.visitor_token_ttl_s
+                                    visitor_id=visitor_id, ttl_s=ttl), ttl
 
 
 @op("GET", f"{BASE}/config", summary="What the widget needs to render", tag="Widget", auth="public",
@@ -113,16 +120,24 @@ async def widget_config(ctx: Ctx) -> web.Response:
 async def start_conversation(ctx: Ctx) -> web.Response:
     """Returns a short-lived visitor token that opens this conversation, and only it. The body
     is optional: `{"visitor_id": ...}` marks a returning visitor."""
+    request = ctx.request
     chatbot = await _chatbot(ctx)
-    origin = check_origin(ctx.request, chatbot)
+    origin = check_origin(request, chatbot)
+    settings = request.app[SETTINGS_KEY]
+    # each conversation is a new visitor with its own message limit: the IP pays for them
+    await ratelimit.enforce(request, request.app[POOL], await request.app[CLIENT_IP](request),
+                            settings.conversation_ip_limit)
     body = ConversationIn()
-    if ctx.request.body_exists:
-        body = await read_json(ctx.request, ConversationIn)
-    created = await ctx.request.app[CONVERSATION].request("POST", "/internal/conversations", json={
+    if request.body_exists:
+        body = await read_json(request, ConversationIn)
+    created = await request.app[CONVERSATION].request("POST", "/internal/conversations", json={
         "tenant_id": str(chatbot["tenant_id"]), "chatbot_id": str(chatbot["id"]),
         "visitor_id": str(body.visitor_id) if body.visitor_id else None})
     conversation_id, visitor_id = uuid.UUID(created["conversation_id"]), uuid.UUID(created["visitor_id"])
-    token, ttl = _token(ctx, chatbot, conversation_id, visitor_id)
+    async with request.app[POOL].acquire() as conn:
+        await repository.start_visitor_session(conn, conversation_id=conversation_id, tenant_id=chatbot["tenant_id"],
+                                               chatbot_id=chatbot["id"], visitor_id=visitor_id)
+    token, ttl = _token(ctx, chatbot, conversation_id, visitor_id, settings.visitor_session_max_age_s)
     return cors(json_response(ConversationStarted(
         conversation_id=conversation_id, visitor_id=visitor_id, visitor_token=token, visitor_token_expires_in=ttl,
         greeting=chatbot["config"]["persona"]["greeting"]), status=201), origin)
@@ -131,11 +146,12 @@ async def start_conversation(ctx: Ctx) -> web.Response:
 @op("POST", f"{BASE}/conversations/{{conversation_id}}/token", summary="Refresh a visitor token", tag="Widget",
     auth="visitor", response=VisitorToken)
 async def refresh_token(ctx: Ctx) -> web.Response:
-    """Takes the current token, even if it expired in the last week, and returns a fresh one."""
+    """Takes the current token, even an expired one, and returns a fresh one, until the
+    conversation's session ends (`VISITOR_SESSION_MAX_AGE`, 24 hours) or a tenant revokes it."""
     chatbot = await _chatbot(ctx)
-    visitor = _visitor(ctx, chatbot, grace_s=TOKEN_GRACE_S)
+    visitor = await _visitor(ctx, chatbot, refreshing=True)
     origin = check_origin(ctx.request, chatbot)
-    token, ttl = _token(ctx, chatbot, visitor.conversation_id, visitor.visitor_id)
+    token, ttl = _token(ctx, chatbot, visitor.conversation_id, visitor.visitor_id, visitor.session_left_s)
     return cors(json_response(VisitorToken(visitor_token=token, visitor_token_expires_in=ttl)), origin)
 
 
@@ -146,10 +162,11 @@ async def post_message(ctx: Ctx) -> web.Response:
     A retry with the same `client_message_id` is the same message."""
     request = ctx.request
     chatbot = await _chatbot(ctx)
-    visitor = _visitor(ctx, chatbot)
+    visitor = await _visitor(ctx, chatbot)
     origin = check_origin(ctx.request, chatbot)
     settings = request.app[SETTINGS_KEY]
     await ratelimit.enforce(request, request.app[POOL], str(visitor.visitor_id), settings.visitor_limit)
+    await ratelimit.enforce(request, request.app[POOL], await request.app[CLIENT_IP](request), settings.message_ip_limit)
     body: MessageIn = ctx.body
     text = body.text.strip()
     if not text:
@@ -172,8 +189,9 @@ async def accept_message(app: web.Application, chatbot, conversation_id: uuid.UU
     message_id = uuid.uuid5(conversation_id, client_message_id)
     month = month_start()
     async with app[POOL].acquire() as conn, conn.transaction():
-        quota = await conn.fetchval("SELECT monthly_message_quota FROM tenants WHERE id = $1", chatbot["tenant_id"])
-        if not await repository.count_message(conn, chatbot["tenant_id"], month, quota):
+        tenant = await repository.get_tenant(conn, chatbot["tenant_id"])
+        if not await repository.count_message(conn, chatbot["tenant_id"], month, tenant["monthly_message_quota"],
+                                              message_id):
             raise ApiError(403, "quota_exceeded", "this chatbot has used its messages for the month")
         # the order this conversation's messages are answered in, whichever gateway took them
         seq = await repository.next_message_seq(conn, conversation_id)
@@ -186,7 +204,7 @@ async def accept_message(app: web.Application, chatbot, conversation_id: uuid.UU
     except (BusError, ConnectionError, asyncio.TimeoutError, RuntimeError, aio_pika.exceptions.AMQPError) as exc:
         log.error("message_not_accepted", error=repr(exc))
         async with app[POOL].acquire() as conn:
-            await repository.uncount_message(conn, chatbot["tenant_id"], month)
+            await repository.uncount_message(conn, chatbot["tenant_id"], month, message_id)
         raise ApiError(503, "unavailable", "the message could not be accepted; try again",
                        headers={"Retry-After": "2"}) from None
     try:  # the gateway holding the visitor's stream starts waiting for the reply
@@ -202,12 +220,12 @@ async def accept_message(app: web.Application, chatbot, conversation_id: uuid.UU
     auth="visitor", response=VisitorMessages)
 async def transcript(ctx: Ctx) -> web.Response:
     chatbot = await _chatbot(ctx)
-    visitor = _visitor(ctx, chatbot)
+    visitor = await _visitor(ctx, chatbot)
     origin = check_origin(ctx.request, chatbot)
     body = await ctx.request.app[CONVERSATION].request(
         "GET", f"/internal/conversations/{visitor.conversation_id}/messages",
         params={"tenant_id": str(visitor.tenant_id)})
-    return cors(json_response(body), origin)
+    return cors(json_response(VisitorMessages(data=[visitor_message(m) for m in body["data"]])), origin)
 
 
 @op("GET", f"{BASE}/conversations/{{conversation_id}}/stream", summary="Stream replies (Server-Sent Events)",
@@ -218,12 +236,22 @@ async def stream(ctx: Ctx) -> web.StreamResponse:
     `<reply_seq>-<n>`: reconnect with `Last-Event-ID` to receive replies that completed meanwhile.
     EventSource cannot send headers, so the token may come as `?token=`."""
     request = ctx.request
-    chatbot = await _chatbot(ctx)
-    visitor = _visitor(ctx, chatbot)
-    origin = check_origin(ctx.request, chatbot)
     settings = request.app[SETTINGS_KEY]
-    last = parse_last_event_id(request.headers.get("Last-Event-ID") or request.query.get("last_event_id"))
     hub = request.app[HUB]
+    slots = {f"conversation:{request.match_info['conversation_id']}": settings.sse_max_per_conversation,
+             f"ip:{await request.app[CLIENT_IP](request)}": settings.sse_max_per_ip}
+    hub.slots.check(slots)  # a flood of opens is refused before it costs a database round trip
+    chatbot = await _chatbot(ctx)
+    visitor = await _visitor(ctx, chatbot)
+    origin = check_origin(ctx.request, chatbot)
+    last = parse_last_event_id(request.headers.get("Last-Event-ID") or request.query.get("last_event_id"))
+    with hub.slots.hold(slots):
+        return await _stream(request, hub, visitor, origin, last)
+
+
+async def _stream(request: web.Request, hub: StreamHub, visitor: auth.Visitor, origin: str | None,
+                  last: tuple[int, bool] | None) -> web.StreamResponse:
+    settings = request.app[SETTINGS_KEY]
     queue = await hub.open(visitor.conversation_id)  # bind before replaying: nothing falls between
     try:
         headers = {"X-Accel-Buffering": "no", "Cache-Control": "no-cache"}
@@ -249,7 +277,7 @@ async def visitor_reply(ctx: Ctx):
     """(chatbot, visitor, origin, reply id) of a reply in the visitor's own conversation: the
     token first (401), then the origin (403), then the reply must be theirs (404)."""
     chatbot = await _chatbot(ctx)
-    visitor = _visitor(ctx, chatbot)
+    visitor = await _visitor(ctx, chatbot)
     origin = check_origin(ctx.request, chatbot)
     reply_id = ctx.request.match_info["reply_id"]
     reply = await ctx.request.app[CONVERSATION].request(
@@ -271,8 +299,36 @@ async def cancel_reply(ctx: Ctx) -> web.Response:
     return cors(json_response(ReplyCancelled(reply_id=reply_id), status=202), origin)
 
 
+EMBED_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def embed_id_of_query(query_string: str) -> str | None:
+    """The chat frame's embed id from its raw query string, or None when it names none.
+
+    nginx matches parameter names without decoding them and ignoring case; the browser
+    (``URLSearchParams``) decodes them and keeps case. ``?embed%5Fid=VICTIM&embed_id=OPEN``
+    meant one embed id to nginx and another to the frame. So any parameter that is an embed
+    id to either reading counts, and the query must hold exactly one, spelled plainly, with a
+    plain value: then both readings agree. The frame's own script applies the same rule."""
+    found = []
+    for part in query_string.split("&"):
+        raw_name, _, raw_value = part.partition("=")
+        if "embed_id" in (raw_name.lower(), unquote_plus(raw_name).lower()):
+            found.append((raw_name, raw_value))
+    if not found:
+        return None
+    if len(found) > 1 or found[0][0] != "embed_id" or not EMBED_ID.fullmatch(found[0][1]):
+        raise ApiError(403, "ambiguous_embed_id", "the chat frame's address must name its chatbot once, as a "
+                       "plain embed_id parameter", {"embed_id_parameters": len(found)})
+    return found[0][1]
+
+
 class FramePolicyQuery(Query):
-    embed_id: str = Field("", max_length=64)
+    # The frame's whole query string comes along (nginx forwards it as it arrived). Only the
+    # embed id matters, and embed_id_of_query reads it from the raw string: a malformed one is
+    # its 403, never a 422 here, which nginx's auth_request would turn into a 500.
+    model_config = ConfigDict(extra="ignore")
+    embed_id: str = Field("", json_schema_extra={"pattern": "^[A-Za-z0-9_-]{0,64}$", "maxLength": 64})
 
 
 class FramePolicy(Out):
@@ -280,12 +336,14 @@ class FramePolicy(Out):
 
 
 @op("GET", "/api/widget/v1/frame-policy", summary="Which sites may frame the chat (for nginx)", tag="Widget",
-    auth="public", query=FramePolicyQuery, response=FramePolicy)
+    auth="public", query=FramePolicyQuery, response=FramePolicy,
+    extra_responses={403: "The query names the chatbot more than once, or in an encoded or odd spelling"})
 async def frame_policy(ctx: Ctx) -> web.Response:
-    """nginx asks this for every chat frame it serves and sends the answer as the frame's
-    CSP `frame-ancestors`: the chatbot's allowed origins, any site when it has none, and only
-    ourselves for an embed id nobody has."""
-    embed_id = ctx.query.embed_id
+    """nginx asks this for every chat frame it serves, with the frame's own query string, and
+    sends the answer as the frame's CSP `frame-ancestors`: the chatbot's allowed origins, any
+    site when it has none, and only ourselves for an embed id nobody has. A query that could
+    name two chatbots is refused (403), and nginx refuses the frame."""
+    embed_id = embed_id_of_query(ctx.request.rel_url.raw_query_string)
     row = None
     if embed_id:
         async with ctx.request.app[POOL].acquire() as conn:

@@ -56,7 +56,8 @@ def _subscribe(settings: Settings, local_embedder: Embedder | None):
             fetcher=Fetcher(allow_networks=settings.fetch_allow_networks, timeout_s=settings.fetch_timeout_s,
                             max_bytes=settings.fetch_max_bytes, max_redirects=settings.fetch_max_redirects,
                             user_agent=settings.fetch_user_agent),
-            extractor=Extractor(settings.extract_timeout_s))
+            extractor=Extractor(settings.extract_timeout_s, settings.extract_memory_mb * 1024 ** 2,
+                                settings.extract_workers))
         app[views.DEPS] = deps
 
         async def on_document_ingest_requested(event: ev.DocumentIngestRequestedEvent) -> None:

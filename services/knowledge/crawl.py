@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
-import gzip
+import io
 import time
 import uuid
 from collections import deque
@@ -18,12 +18,21 @@ from urllib.parse import urldefrag, urljoin, urlsplit
 
 from pydantic import BaseModel, Field, model_validator
 
+from common.decompress import GZIP_MAGIC, Corrupt, TooLarge, inflate
 from common.logging import bind_contextvars, get_logger
 from services.knowledge import repository as repo
+from services.knowledge.extract import ExtractionError
 from services.knowledge.fetch import PAGE_TYPES, SITEMAP_TYPES, Fetcher, FetchError
 
 log = get_logger(__name__)
 MAX_SITEMAPS = 20
+# the sitemap protocol's own limits: 50 MB uncompressed, 50,000 URLs
+MAX_SITEMAP_BYTES = 50 * 1024 ** 2
+MAX_SITEMAP_URLS = 50_000
+MAX_PAGE_LINKS = 5_000
+# a running crawl updates its heartbeat with every page (a page waits at most ~75 s: the
+# robots delay cap and the fetch timeout); past this, its process is taken to have died
+CRAWL_STALE_S = 300.0
 
 
 class CrawlOptions(BaseModel):
@@ -62,6 +71,7 @@ def normalise(url: str) -> str:
 
 
 def page_links(html: bytes, base_url: str) -> list[str]:
+    """Runs in the parser worker (``Extractor.run``): lxml on a hostile page holds the GIL."""
     from lxml import html as lxml_html
 
     try:
@@ -75,25 +85,50 @@ def page_links(html: bytes, base_url: str) -> list[str]:
         href = href.strip()
         if href and not href.startswith(("mailto:", "javascript:", "tel:", "#")):
             links.append(normalise(urljoin(base, href)))
+            if len(links) >= MAX_PAGE_LINKS:
+                break
     return links
 
 
 def sitemap_locations(body: bytes) -> tuple[list[str], list[str]]:
-    """(page URLs, nested sitemap URLs) of a sitemap or sitemap index."""
+    """(page URLs, nested sitemap URLs) of a sitemap or sitemap index, gzipped or not, at
+    most ``MAX_SITEMAP_URLS``. Runs in the parser worker; the XML is read as a stream, so
+    memory stays flat whatever the sitemap holds."""
     from lxml import etree
 
-    if body[:2] == b"\x1f\x8b":
-        body = gzip.decompress(body)[:50 * 1024 ** 2]
+    if body[:2] == GZIP_MAGIC:
+        try:
+            body = inflate(body, MAX_SITEMAP_BYTES)
+        except TooLarge:
+            raise ExtractionError(f"the sitemap expands to more than {MAX_SITEMAP_BYTES // 2 ** 20} MB "
+                                  "when decompressed") from None
+        except Corrupt as exc:
+            raise ExtractionError(f"the gzipped sitemap is corrupt: {exc}") from None
+    if len(body) > MAX_SITEMAP_BYTES:
+        raise ExtractionError(f"the sitemap is larger than {MAX_SITEMAP_BYTES // 2 ** 20} MB")
+    pages: list[str] = []
+    nested: list[str] = []
     try:
-        root = etree.fromstring(body, parser=etree.XMLParser(resolve_entities=False, no_network=True))
+        for _event, el in etree.iterparse(io.BytesIO(body), events=("end",), resolve_entities=False,
+                                          no_network=True, load_dtd=False, huge_tree=False):
+            kind = el.tag.rsplit("}", 1)[-1] if isinstance(el.tag, str) else ""
+            if kind not in ("url", "sitemap"):
+                continue
+            loc = (el.findtext("{*}loc") or "").strip()
+            if loc:
+                (pages if kind == "url" else nested).append(loc)
+            el.clear()  # finished entries need not stay in memory
+            parent = el.getparent()
+            while parent is not None and el.getprevious() is not None:
+                del parent[0]
+            if len(pages) + len(nested) >= MAX_SITEMAP_URLS:
+                break
     except etree.XMLSyntaxError:
+        if pages or nested:
+            return pages, nested
         # plain-text sitemaps are one URL per line
-        lines = [line.strip() for line in body.decode("utf-8", "replace").splitlines()]
-        return [line for line in lines if line.startswith(("http://", "https://"))], []
-    locs = [(el.getparent().tag.rsplit("}", 1)[-1], (el.text or "").strip())
-            for el in root.iter("{*}loc")]
-    pages = [loc for parent, loc in locs if parent == "url" and loc]
-    nested = [loc for parent, loc in locs if parent == "sitemap" and loc]
+        lines = (line.strip() for line in body.decode("utf-8", "replace").splitlines())
+        return [line for line in lines if line.startswith(("http://", "https://"))][:MAX_SITEMAP_URLS], []
     return pages, nested
 
 
@@ -148,7 +183,7 @@ class HostRate:
 
 
 async def run_crawl(deps, crawl_id: uuid.UUID, tenant_id: uuid.UUID, chatbot_id: uuid.UUID,
-                    options: CrawlOptions) -> None:
+                    options: CrawlOptions, max_documents: int | None = None) -> None:
     from services.knowledge import service  # the use case that queues a document
 
     bind_contextvars(crawl_id=str(crawl_id))
@@ -174,7 +209,7 @@ async def run_crawl(deps, crawl_id: uuid.UUID, tenant_id: uuid.UUID, chatbot_id:
             while sitemaps and fetched_sitemaps < MAX_SITEMAPS and len(pages) < max_pages * 4:
                 fetched = await deps.fetcher.fetch(sitemaps.pop(0), accept=SITEMAP_TYPES)
                 fetched_sitemaps += 1
-                more, nested = sitemap_locations(fetched.body)
+                more, nested = await deps.extractor.run(sitemap_locations, fetched.body)
                 pages.extend(more)
                 sitemaps.extend(n for n in nested if urlsplit(n).netloc == host)
             frontier.extend((normalise(p), max_depth) for p in pages if urlsplit(p).netloc.lower() == host)
@@ -202,14 +237,27 @@ async def run_crawl(deps, crawl_id: uuid.UUID, tenant_id: uuid.UUID, chatbot_id:
                 continue
             is_html = fetched.content_type.split(";")[0].strip().lower() in ("text/html", "application/xhtml+xml")
             if is_html and depth < max_depth:
-                for link in page_links(fetched.body, fetched.url):
+                try:
+                    links = await deps.extractor.run(page_links, fetched.body, fetched.url)
+                except ExtractionError:
+                    links = []  # a page the parser cannot take is still indexed, just not followed
+                for link in links:
                     # the frontier is bounded too: a page with 100k links costs no memory
                     if urlsplit(link).netloc == host and link not in visited and len(frontier) < 20 * max_pages:
                         frontier.append((link, depth + 1))
             if path_allowed(url, options.include, options.exclude):
-                document = await service.add_url(deps, tenant_id, chatbot_id, url, None, source="crawl",
-                                                 crawl_id=crawl_id, raw=fetched.body,
-                                                 content_type=fetched.content_type, conflict_ok=True)
+                try:
+                    document = await service.add_url(deps, tenant_id, chatbot_id, url, None, source="crawl",
+                                                     crawl_id=crawl_id, raw=fetched.body,
+                                                     content_type=fetched.content_type, conflict_ok=True,
+                                                     max_documents=max_documents)
+                except service.KnowledgeError as exc:
+                    if exc.code != "plan_limit_reached":
+                        raise
+                    # uploads meanwhile took the room this crawl started with
+                    await progress("completed", f"stopped early: {exc.message}")
+                    log.info("crawl_stopped_at_plan_limit", queued=queued)
+                    return
                 if document is not None:
                     queued += 1
                 else:
@@ -226,23 +274,38 @@ async def run_crawl(deps, crawl_id: uuid.UUID, tenant_id: uuid.UUID, chatbot_id:
     except asyncio.CancelledError:
         await asyncio.shield(progress("interrupted", "the knowledge service stopped during the crawl"))
         raise
-    except FetchError as exc:
+    except (FetchError, ExtractionError) as exc:
         await progress("failed", str(exc))
     except Exception as exc:  # noqa: BLE001 - a crawl fails visibly, it never kills the service
         log.exception("crawl_failed")
         await progress("failed", f"{type(exc).__name__}: {str(exc)[:300]}")
 
 
-async def start_crawl(deps, tenant_id: uuid.UUID, chatbot_id: uuid.UUID, options: CrawlOptions):
+async def start_crawl(deps, tenant_id: uuid.UUID, chatbot_id: uuid.UUID, options: CrawlOptions, *,
+                      max_documents: int | None = None):
+    """Bounded three ways: pages per crawl (the tenant's ask, the server's cap and the room
+    left under the plan), running crawls per tenant, and every page counted as a document
+    in its own insert transaction."""
     from services.knowledge import service
 
     crawl_id = uuid.uuid4()
+    limit = deps.settings.crawls_per_tenant
     async with deps.pool.acquire() as conn, conn.transaction():
         await service.knowledge_base(conn, tenant_id, chatbot_id)
+        await repo.lock_tenant(conn, tenant_id)
+        room = await service.make_room(conn, tenant_id, max_documents)
+        running = await repo.count_running_crawls(conn, tenant_id, stale_after_s=CRAWL_STALE_S)
+        if running >= limit:
+            raise service.KnowledgeError(409, "too_many_crawls",
+                                         f"{running} crawls are running; a tenant may run {limit} at once",
+                                         {"running": running, "max": limit})
+        max_pages = min(options.max_pages, deps.settings.crawl_max_pages_limit, room or options.max_pages)
+        options = options.model_copy(update={"max_pages": max_pages})
         crawl = await repo.insert_crawl(conn, crawl_id=crawl_id, tenant_id=tenant_id, chatbot_id=chatbot_id,
                                         start_url=options.start_url or options.sitemap_url,
                                         options=options.model_dump(mode="json"))
-    task = asyncio.create_task(run_crawl(deps, crawl_id, tenant_id, chatbot_id, options), name=f"crawl-{crawl_id}")
+    task = asyncio.create_task(run_crawl(deps, crawl_id, tenant_id, chatbot_id, options, max_documents),
+                               name=f"crawl-{crawl_id}")
     deps.crawls[crawl_id] = task
     task.add_done_callback(lambda _t: deps.crawls.pop(crawl_id, None))
     return crawl

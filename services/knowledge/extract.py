@@ -20,6 +20,12 @@ _TYPES = {"text/plain": "text", "text/markdown": "markdown", "text/x-markdown": 
           "text/html": "html", "application/xhtml+xml": "html", "application/pdf": "pdf",
           DOCX_TYPE: "docx"}
 MAX_PDF_PAGES = 2000
+# A DOCX is a zip: python-docx reads every part whole. Sizes come from the zip's directory,
+# which zipfile enforces while reading (a part that expands past its declared size fails
+# its CRC), so checking them first bounds what parsing can allocate.
+MAX_DOCX_EXPANDED_BYTES = 256 * 1024 ** 2
+MAX_DOCX_PART_BYTES = 64 * 1024 ** 2
+MAX_DOCX_PARTS = 5000
 
 
 class ExtractionError(Exception):
@@ -164,10 +170,26 @@ def extract_pdf(raw: bytes) -> Extracted:
     return Extracted("pdf", title, text)
 
 
+def check_zip_sizes(raw: bytes) -> None:
+    try:
+        with zipfile.ZipFile(io.BytesIO(raw)) as archive:
+            parts = archive.infolist()
+    except (zipfile.BadZipFile, ValueError, OSError) as exc:
+        raise ExtractionError(f"the DOCX file is corrupt or not a Word document ({type(exc).__name__})") from None
+    if len(parts) > MAX_DOCX_PARTS:
+        raise ExtractionError(f"the DOCX file has more than {MAX_DOCX_PARTS} parts")
+    expanded = sum(part.file_size for part in parts)
+    biggest = max((part.file_size for part in parts), default=0)
+    if expanded > MAX_DOCX_EXPANDED_BYTES or biggest > MAX_DOCX_PART_BYTES:
+        raise ExtractionError(f"the DOCX file expands to {expanded // 2 ** 20} MB when unzipped; the limit is "
+                              f"{MAX_DOCX_EXPANDED_BYTES // 2 ** 20} MB ({MAX_DOCX_PART_BYTES // 2 ** 20} MB per part)")
+
+
 def extract_docx(raw: bytes) -> Extracted:
     import docx
     from docx.opc.exceptions import PackageNotFoundError
 
+    check_zip_sizes(raw)
     try:
         document = docx.Document(io.BytesIO(raw))
     except (PackageNotFoundError, zipfile.BadZipFile, KeyError, ValueError) as exc:

@@ -1,27 +1,27 @@
 """Fetching tenant-supplied URLs without becoming a proxy into our own network (SSRF).
 
 - Only ``http``/``https``, no credentials in the URL.
-- Every address a host name resolves to is checked *after* DNS resolution, inside the
-  connector's resolver, so the connection goes to exactly the address that was checked (no
-  DNS-rebinding window). IP literals, which aiohttp does not resolve, are checked up front.
-- Private, loopback, link-local (cloud metadata 169.254.169.254), CGNAT, multicast, reserved
-  and unspecified addresses are refused, IPv4-mapped IPv6 included. ``allow_networks`` can
-  open some of them: it exists only so tests can crawl a site on 127.0.0.1.
+- Addresses are checked by ``common.netguard`` (the one outbound guard): every address a
+  name resolves to is checked inside the connector's resolver, so the connection goes to
+  exactly the address that was checked (no DNS-rebinding window); IP literals, which aiohttp
+  does not resolve, are checked up front. ``allow_networks`` exists only so tests can crawl a
+  site on loopback.
 - Redirects are followed by hand, a bounded number of times, each hop checked again.
-- Size cap while streaming, a total timeout, and a content-type allow-list.
+- Size cap while streaming, on the wire and again after decoding (a gzip body is inflated
+  by ``common.decompress``, never whole), a total timeout, and a content-type allow-list.
 """
 from __future__ import annotations
 
 import ipaddress
-import socket
 from dataclasses import dataclass
 from typing import Iterable
 from urllib.parse import urljoin
 
 import aiohttp
-from aiohttp.abc import AbstractResolver
-from aiohttp.resolver import DefaultResolver
 from yarl import URL
+
+from common.decompress import Corrupt, TooLarge, decode_content
+from common.netguard import AddressPolicy, BlockedAddress, GuardedResolver, blocked
 
 PAGE_TYPES = ("text/html", "application/xhtml+xml", "text/plain", "text/markdown", "text/x-markdown",
               "application/pdf",
@@ -31,53 +31,6 @@ SITEMAP_TYPES = ("application/xml", "text/xml", "text/plain", "application/x-gzi
 
 class FetchError(Exception):
     """The URL cannot be fetched; ``str(exc)`` is the reason shown to the tenant."""
-
-
-class BlockedAddress(OSError):
-    pass
-
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-Address = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-
-class AddressPolicy:
-    def __init__(self, allow_networks: Iterable[str] = ()):
-        self.allow: list[Network] = [ipaddress.ip_network(n, strict=False) for n in allow_networks]
-
-    def is_allowed(self, address: Address | str) -> bool:
-        ip = ipaddress.ip_address(address) if isinstance(address, str) else address
-        if isinstance(ip, ipaddress.IPv6Address):
-            if ip.ipv4_mapped is not None:
-                ip = ip.ipv4_mapped
-            elif ip.sixtofour is not None:
-                ip = ip.sixtofour
-        if any(ip.version == net.version and ip in net for net in self.allow):
-            return True
-        # is_global is False for private, loopback, link-local, CGNAT (100.64/10), reserved,
-        # documentation and unspecified ranges; multicast is global but never a web server
-        return ip.is_global and not ip.is_multicast
-
-    def check(self, address: str) -> None:
-        if not self.is_allowed(address.split("%", 1)[0]):
-            raise BlockedAddress(f"the address {address} is not a public internet address")
-
-
-class GuardedResolver(AbstractResolver):
-    """Resolves like aiohttp does, then refuses the host if any address is not public."""
-
-    def __init__(self, policy: AddressPolicy):
-        self.policy = policy
-        self._inner = DefaultResolver()
-
-    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET):
-        infos = await self._inner.resolve(host, port, family)
-        for info in infos:
-            self.policy.check(info["host"])
-        return infos
-
-    async def close(self) -> None:
-        await self._inner.close()
 
 
 @dataclass
@@ -124,8 +77,10 @@ class Fetcher:
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(resolver=GuardedResolver(self.policy), limit=20,
                                              ttl_dns_cache=None, use_dns_cache=False)
-            self._session = aiohttp.ClientSession(connector=connector, trust_env=False,
-                                                  headers={"User-Agent": self.user_agent})
+            # bodies are decoded here, bounded, not by aiohttp (which inflates each piece whole)
+            self._session = aiohttp.ClientSession(connector=connector, trust_env=False, auto_decompress=False,
+                                                  headers={"User-Agent": self.user_agent,
+                                                           "Accept-Encoding": "gzip, deflate"})
         return self._session
 
     async def close(self) -> None:
@@ -160,11 +115,17 @@ class Fetcher:
                         body.extend(piece)
                         if len(body) > limit:
                             raise FetchError(f"{target} is larger than {limit} bytes")
-                    return Fetched(str(target), resp.status, resp.headers.get("Content-Type", ""), bytes(body))
+                    try:
+                        decoded = decode_content(bytes(body), resp.headers.get("Content-Encoding", ""), limit)
+                    except TooLarge:
+                        raise FetchError(f"{target} is larger than {limit} bytes once decompressed") from None
+                    except Corrupt as exc:
+                        raise FetchError(f"{target} sent a body that cannot be decoded: {exc}") from None
+                    return Fetched(str(target), resp.status, resp.headers.get("Content-Type", ""), decoded)
             except FetchError:
                 raise
             except aiohttp.ClientConnectorError as exc:
-                if isinstance(exc.os_error, BlockedAddress) or isinstance(exc.__cause__, BlockedAddress):
+                if isinstance(exc.os_error, BlockedAddress) or blocked(exc):
                     raise FetchError(f"{target.host} resolves to a private or reserved address") from None
                 raise FetchError(f"could not connect to {target.host}") from None
             except BlockedAddress:

@@ -342,6 +342,7 @@ async def update_crawl(conn: asyncpg.Connection, crawl_id: uuid.UUID, *, seen: i
                        status: str | None = None, reason: str | None = None) -> None:
     await conn.execute(
         "UPDATE crawls SET pages_seen = $2, pages_queued = $3, pages_skipped = $4, status = coalesce($5, status), "
+        "heartbeat_at = now(), "
         "reason = coalesce($6, reason), finished_at = CASE WHEN $5 IS NULL THEN finished_at ELSE now() END "
         "WHERE id = $1", crawl_id, seen, queued, skipped, status, reason)
 
@@ -355,6 +356,20 @@ async def list_crawls(conn: asyncpg.Connection, chatbot_id: uuid.UUID, limit: in
                             chatbot_id, limit)
 
 
+async def lock_tenant(conn: asyncpg.Connection, tenant_id: uuid.UUID) -> None:
+    """Serialise a tenant's document inserts and crawl starts until the transaction ends, so
+    counting and inserting are one step (concurrent uploads cannot both take the last place)."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('documents:' || $1::uuid::text, 0))", tenant_id)
+
+
 async def count_tenant_documents(conn: asyncpg.Connection, tenant_id: uuid.UUID) -> int:
     """Every document the tenant has, in every chatbot: what its plan's max_documents counts."""
     return await conn.fetchval("SELECT count(*) FROM documents WHERE tenant_id = $1", tenant_id)
+
+
+async def count_running_crawls(conn: asyncpg.Connection, tenant_id: uuid.UUID, *, stale_after_s: float) -> int:
+    """Crawls of the tenant still running; one whose heartbeat stopped (its process died)
+    no longer counts."""
+    return await conn.fetchval(
+        "SELECT count(*) FROM crawls WHERE tenant_id = $1 AND status = 'running' "
+        "AND heartbeat_at > now() - make_interval(secs => $2)", tenant_id, stale_after_s)

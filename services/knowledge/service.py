@@ -3,15 +3,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import multiprocessing
-import os
 import time
 import uuid
 from collections import OrderedDict
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace as with_changes
-from functools import partial
 from typing import Any
 
 import asyncpg
@@ -19,10 +14,11 @@ import numpy as np
 
 from common import events as ev
 from common.db import claim, enqueue
+from common.isolation import IsolatedWorkers, WorkerFailed
 from common.logging import get_logger
 from services.knowledge import repository as repo
-from services.knowledge.embeddings import (BACKGROUND_NICE, INDEXED_DIMENSIONS, LOCAL_MODEL, OPENAI_DIMENSIONS,
-                                           EmbeddingError, Embedders, passage_input)
+from services.knowledge.embeddings import (INDEXED_DIMENSIONS, LOCAL_MODEL, OPENAI_DIMENSIONS, EmbeddingError,
+                                           Embedders, passage_input)
 from services.knowledge.extract import ExtractionError, prepare
 from services.knowledge.fetch import Fetcher, FetchError
 from services.knowledge.ranking import Fusion, RankedList, fuse
@@ -41,42 +37,50 @@ def not_found(what: str) -> KnowledgeError:
     return KnowledgeError(404, "not_found", f"no such {what}")
 
 
+def plan_limit_reached(max_documents: int) -> KnowledgeError:
+    return KnowledgeError(403, "plan_limit_reached", f"your plan allows {max_documents} documents",
+                          {"limit": "max_documents", "value": max_documents})
+
+
+async def make_room(conn, tenant_id: uuid.UUID, max_documents: int | None) -> int | None:
+    """Inside the insert transaction: lock the tenant's document count, then check it, so
+    concurrent uploads and crawls cannot both take the last place. Returns the room left
+    (None: no limit; the gateway passes the plan's ``max_documents``)."""
+    if max_documents is None:
+        return None
+    await repo.lock_tenant(conn, tenant_id)
+    room = max_documents - await repo.count_tenant_documents(conn, tenant_id)
+    if room <= 0:
+        raise plan_limit_reached(max_documents)
+    return room
+
+
 class Extractor:
-    """Parsing runs in a separate process: pypdf and lxml hold the GIL, and a hostile file
-    that hangs the parser is killed there instead of hanging the service."""
+    """Parsing runs in worker processes (``common.isolation``): pypdf and lxml hold the GIL,
+    and a hostile file costs a worker with a memory ceiling and a deadline, never the service.
+    Crawls parse sitemaps and pages for links there too."""
 
-    def __init__(self, timeout_s: float):
+    def __init__(self, timeout_s: float, memory_bytes: int = 768 * 1024 ** 2, processes: int = 1):
         self.timeout_s = timeout_s
-        self._pool: ProcessPoolExecutor | None = None
+        self.workers = IsolatedWorkers(processes=processes, memory_bytes=memory_bytes, timeout_s=timeout_s,
+                                       preload=("pypdf", "docx", "trafilatura", "lxml.html"))
 
-    def _executor(self) -> ProcessPoolExecutor:
-        if self._pool is None:
-            # at a low priority, like embedding: parsing documents must not slow the chat path
-            self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=os.nice, initargs=(BACKGROUND_NICE,))
-        return self._pool
-
-    def _discard(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            for process in list(getattr(pool, "_processes", {}).values()):
-                process.terminate()
-            pool.shutdown(wait=False, cancel_futures=True)
+    async def run(self, fn, *args, **kwargs):
+        """``fn`` in a worker; a worker that ran out of time or memory, or died, is
+        ``ExtractionError`` with the reason a tenant reads."""
+        try:
+            return await self.workers.run(fn, *args, **kwargs)
+        except WorkerFailed as exc:
+            reason = {"timeout": f"parsing took longer than {self.timeout_s:g} s",
+                      "memory": f"parsing needed more than {self.workers.memory_bytes // 2 ** 20} MB of memory",
+                      }.get(exc.kind, "the file crashed the parser")
+            raise ExtractionError(reason) from None
 
     async def prepare(self, raw: bytes, **kwargs) -> dict:
-        loop = asyncio.get_running_loop()
-        try:
-            return await asyncio.wait_for(loop.run_in_executor(self._executor(), partial(prepare, raw, **kwargs)),
-                                          timeout=self.timeout_s)
-        except TimeoutError:
-            self._discard()
-            raise ExtractionError(f"parsing the document took longer than {self.timeout_s:g} s") from None
-        except BrokenProcessPool:
-            self._discard()
-            raise ExtractionError("the document crashed the parser") from None
+        return await self.run(prepare, raw, **kwargs)
 
     def close(self) -> None:
-        self._discard()
+        self.workers.close()
 
 
 @dataclass
@@ -122,7 +126,7 @@ def _ingest_event(tenant_id: uuid.UUID, chatbot_id: uuid.UUID, document_id: uuid
 
 async def add_document(deps: KnowledgeDeps, tenant_id: uuid.UUID, chatbot_id: uuid.UUID, *, raw: bytes,
                        filename: str | None, content_type: str | None, title: str | None,
-                       source: str = "upload"):
+                       source: str = "upload", max_documents: int | None = None):
     """Store the bytes and queue the document, with its ingest request, in one transaction."""
     if not raw:
         raise KnowledgeError(422, "empty_document", "the document is empty")
@@ -136,6 +140,7 @@ async def add_document(deps: KnowledgeDeps, tenant_id: uuid.UUID, chatbot_id: uu
         if existing is not None:
             raise KnowledgeError(409, "duplicate_document", "this content is already in the knowledge base",
                                  {"document_id": str(existing)})
+        await make_room(conn, tenant_id, max_documents)
         document_id = uuid.uuid4()
         event = _ingest_event(tenant_id, chatbot_id, document_id)
         document = await repo.insert_document(
@@ -149,10 +154,12 @@ async def add_document(deps: KnowledgeDeps, tenant_id: uuid.UUID, chatbot_id: uu
 
 async def add_url(deps: KnowledgeDeps, tenant_id: uuid.UUID, chatbot_id: uuid.UUID, url: str,
                   title: str | None, *, source: str = "url", crawl_id: uuid.UUID | None = None,
-                  raw: bytes | None = None, content_type: str | None = None, conflict_ok: bool = False):
+                  raw: bytes | None = None, content_type: str | None = None, conflict_ok: bool = False,
+                  max_documents: int | None = None):
     """A URL document; the handler fetches it (unless a crawl already did)."""
     async with deps.pool.acquire() as conn, conn.transaction():
         await knowledge_base(conn, tenant_id, chatbot_id)
+        await make_room(conn, tenant_id, max_documents)
         document_id = uuid.uuid4()
         event = _ingest_event(tenant_id, chatbot_id, document_id)
         document = await repo.insert_document(

@@ -1,6 +1,6 @@
 from pydantic import Field
 
-from common.settings import settings_for
+from common.settings import NetworkList, settings_for
 
 
 class Settings(settings_for("knowledge")):
@@ -14,14 +14,20 @@ class Settings(settings_for("knowledge")):
                                   validation_alias="KNOWLEDGE_FETCH_USER_AGENT")
     # Private networks that fetches MAY reach. Empty in production: this exists only so tests
     # can crawl a site on 127.0.0.1 (e.g. '["127.0.0.0/8"]').
-    fetch_allow_networks: list[str] = Field(default_factory=list,
+    fetch_allow_networks: NetworkList = Field(default_factory=list,
                                             validation_alias="KNOWLEDGE_FETCH_ALLOW_NETWORKS")
     crawl_max_pages_limit: int = Field(500, validation_alias="KNOWLEDGE_CRAWL_MAX_PAGES")
     crawl_max_depth_limit: int = Field(5, validation_alias="KNOWLEDGE_CRAWL_MAX_DEPTH")
+    # crawls one tenant may run at once (each fetches and parses pages for minutes)
+    crawls_per_tenant: int = Field(2, ge=1, validation_alias="KNOWLEDGE_CRAWLS_PER_TENANT")
     # passages per call into the embedder; progress is written after each batch
     embed_batch_size: int = Field(32, validation_alias="KNOWLEDGE_EMBED_BATCH")
     # a document that takes longer than this to parse fails instead of holding the worker
     extract_timeout_s: float = Field(120.0, validation_alias="KNOWLEDGE_EXTRACT_TIMEOUT")
+    # address space a parser may take above the idle worker's (RLIMIT_AS), and how many parse
+    # at once: a zip bomb or a PDF built to eat memory fails its document, nothing else
+    extract_memory_mb: int = Field(768, ge=64, validation_alias="KNOWLEDGE_EXTRACT_MEMORY_MB")
+    extract_workers: int = Field(1, ge=1, le=16, validation_alias="KNOWLEDGE_EXTRACT_WORKERS")
     openai_api_key: str | None = Field(None, validation_alias="OPENAI_API_KEY")
     openai_base_url: str | None = Field(None, validation_alias="OPENAI_BASE_URL")
     # HNSW search breadth; iterative scans keep going until enough rows pass the chatbot

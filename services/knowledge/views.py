@@ -80,6 +80,18 @@ def _uuid(value: str, what: str) -> uuid.UUID:
         raise ApiError(404, "not_found", f"no such {what}") from None
 
 
+def _max_documents(request: web.Request) -> int | None:
+    """The plan's limit, passed by the gateway (which owns plans) on every route that adds
+    documents; knowledge enforces it in the insert transaction."""
+    raw = request.query.get("max_documents")
+    if raw is None:
+        return None
+    try:
+        return max(int(raw), 0)
+    except ValueError:
+        raise ApiError(400, "bad_request", "max_documents must be an integer") from None
+
+
 def _ids(request: web.Request) -> tuple[KnowledgeDeps, uuid.UUID, uuid.UUID]:
     return (request.app[DEPS], _uuid(request.match_info["tenant_id"], "tenant"),
             _uuid(request.match_info["chatbot_id"], "chatbot"))
@@ -139,7 +151,8 @@ async def upload_document(request: web.Request) -> web.Response:
     deps, tenant_id, chatbot_id = _ids(request)
     raw, filename, content_type, title = await _upload(request, deps.settings.max_upload_bytes)
     document = await service.add_document(deps, tenant_id, chatbot_id, raw=raw, filename=filename,
-                                          content_type=content_type, title=title)
+                                          content_type=content_type, title=title,
+                                          max_documents=_max_documents(request))
     return json_response(document_out(document), status=202)
 
 
@@ -148,7 +161,8 @@ async def add_text(request: web.Request) -> web.Response:
     deps, tenant_id, chatbot_id = _ids(request)
     body = await read_json(request, TextIn, max_bytes=deps.settings.max_upload_bytes)
     document = await service.add_document(deps, tenant_id, chatbot_id, raw=body.text.encode(), filename=None,
-                                          content_type=_FORMAT_TYPES[body.format], title=body.title, source="text")
+                                          content_type=_FORMAT_TYPES[body.format], title=body.title, source="text",
+                                          max_documents=_max_documents(request))
     return json_response(document_out(document), status=202)
 
 
@@ -158,7 +172,8 @@ async def add_url(request: web.Request) -> web.Response:
     body = await read_json(request, UrlIn)
     if not body.url.lower().startswith(("http://", "https://")):
         raise ApiError(422, "validation_error", "only http and https URLs can be added")
-    document = await service.add_url(deps, tenant_id, chatbot_id, body.url, body.title)
+    document = await service.add_url(deps, tenant_id, chatbot_id, body.url, body.title,
+                                     max_documents=_max_documents(request))
     return json_response(document_out(document), status=202)
 
 
@@ -215,7 +230,7 @@ async def delete_document(request: web.Request) -> web.Response:
 async def start_crawl(request: web.Request) -> web.Response:
     deps, tenant_id, chatbot_id = _ids(request)
     options = await read_json(request, crawl.CrawlOptions)
-    row = await crawl.start_crawl(deps, tenant_id, chatbot_id, options)
+    row = await crawl.start_crawl(deps, tenant_id, chatbot_id, options, max_documents=_max_documents(request))
     return json_response(dict(row), status=202)
 
 
@@ -269,18 +284,6 @@ async def update_settings(request: web.Request) -> web.Response:
     body = await read_json(request, SettingsIn)
     kb, reingest = await service.update_settings(deps, tenant_id, chatbot_id, body.model_dump(exclude_none=True))
     return json_response({**settings_out(kb), "documents_requeued": reingest})
-
-
-@routes.get("/internal/tenants/{tenant_id}/documents/count")
-async def count_documents(request: web.Request) -> web.Response:
-    """How many documents the tenant has across its chatbots (the gateway enforces the plan)."""
-    try:
-        tenant_id = uuid.UUID(request.match_info["tenant_id"])
-    except ValueError:
-        raise ApiError(404, "not_found", "no such tenant") from None
-    async with request.app[DEPS].pool.acquire() as conn:
-        count = await repo.count_tenant_documents(conn, tenant_id)
-    return json_response({"documents": count})
 
 
 @routes.post("/internal/search")

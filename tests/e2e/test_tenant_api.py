@@ -261,15 +261,65 @@ async def _reply_of(api, embed_id: str, conv: dict) -> str | None:
     return replies[0]["id"] if replies and replies[0]["status"] != "pending" else None
 
 
+# What tenant B gets from each route aimed at tenant A's objects, route by route: admin
+# routes need the admin key (401), visitor routes refuse a token of another conversation
+# (403), tenant routes do not find what is not yours (404). A new route fails the sweep until
+# its answer is decided here.
+EXPECTED_FOR_ANOTHER_TENANT = {
+    "GET /api/v1/admin/tenants/{tenant_id}": 401,
+    "PATCH /api/v1/admin/tenants/{tenant_id}": 401,
+    "DELETE /api/v1/api-keys/{key_id}": 404,
+    "GET /api/v1/chatbots/{chatbot_id}": 404,
+    "PATCH /api/v1/chatbots/{chatbot_id}": 404,
+    "DELETE /api/v1/chatbots/{chatbot_id}": 404,
+    "GET /api/v1/chatbots/{chatbot_id}/embed-snippet": 404,
+    "GET /api/v1/chatbots/{chatbot_id}/conversations": 404,
+    "GET /api/v1/conversations/{conversation_id}": 404,
+    "DELETE /api/v1/conversations/{conversation_id}/visitor-session": 404,
+    "POST /api/widget/v1/{embed_id}/conversations/{conversation_id}/token": 403,
+    "POST /api/widget/v1/{embed_id}/conversations/{conversation_id}/messages": 403,
+    "GET /api/widget/v1/{embed_id}/conversations/{conversation_id}/messages": 403,
+    "GET /api/widget/v1/{embed_id}/conversations/{conversation_id}/stream": 403,
+    "POST /api/widget/v1/{embed_id}/conversations/{conversation_id}/replies/{reply_id}/cancel": 403,
+    "POST /api/widget/v1/{embed_id}/conversations/{conversation_id}/replies/{reply_id}/feedback": 403,
+    "POST /api/v1/replies/{reply_id}/cancel": 404,
+    "POST /api/v1/chatbots/{chatbot_id}/knowledge/documents": 404,
+    "POST /api/v1/chatbots/{chatbot_id}/knowledge/documents/text": 404,
+    "POST /api/v1/chatbots/{chatbot_id}/knowledge/documents/url": 404,
+    "GET /api/v1/chatbots/{chatbot_id}/knowledge/documents": 404,
+    "GET /api/v1/chatbots/{chatbot_id}/knowledge/documents/{document_id}": 404,
+    "PUT /api/v1/chatbots/{chatbot_id}/knowledge/documents/{document_id}": 404,
+    "POST /api/v1/chatbots/{chatbot_id}/knowledge/documents/{document_id}/resync": 404,
+    "DELETE /api/v1/chatbots/{chatbot_id}/knowledge/documents/{document_id}": 404,
+    "POST /api/v1/chatbots/{chatbot_id}/knowledge/crawls": 404,
+    "GET /api/v1/chatbots/{chatbot_id}/knowledge/crawls": 404,
+    "GET /api/v1/chatbots/{chatbot_id}/knowledge/crawls/{crawl_id}": 404,
+    "POST /api/v1/chatbots/{chatbot_id}/knowledge/search": 404,
+    "GET /api/v1/chatbots/{chatbot_id}/knowledge/stats": 404,
+    "GET /api/v1/chatbots/{chatbot_id}/knowledge/settings": 404,
+    "PATCH /api/v1/chatbots/{chatbot_id}/knowledge/settings": 404,
+    "GET /api/v1/avatars/{avatar_id}": 404,
+    "DELETE /api/v1/avatars/{avatar_id}": 404,
+    "PUT /api/v1/avatars/{avatar_id}/animation-map": 404,
+    "PUT /api/v1/chatbots/{chatbot_id}/avatar": 404,
+    "GET /api/v1/chatbots/{chatbot_id}/avatar": 404,
+    "GET /api/v1/analytics/chatbots/{chatbot_id}": 404,
+}
+
+
 async def test_no_route_lets_one_tenant_touch_anothers_objects(api, stack):
     """One table over every declared route (BOLA, OWASP API1): a new route is covered the day it
-    is added, and this test fails until its path parameters have an object here."""
+    is added, and this test fails until its path parameters have an object here and its
+    answer is in EXPECTED_FOR_ANOTHER_TENANT. Visitor routes are swept twice more with tokens of
+    A's own chatbot: another conversation's token (the token check refuses), and a token whose
+    conversation is right but whose reply is another conversation's (the ownership check refuses)."""
     a = await api.tenant(stack.admin_key, "Tenant A")
     b = await api.tenant(stack.admin_key, "Tenant B")
     a_key, b_key = a["api_key"]["key"], b["api_key"]["key"]
     a_bot = await api.chatbot(a_key, name="A's bot")
     b_bot = await api.chatbot(b_key, name="B's bot")
     a_conv = await api.conversation(a_bot["embed_id"])
+    a_other_conv = await api.conversation(a_bot["embed_id"])  # the same chatbot, another visitor
     b_conv = await api.conversation(b_bot["embed_id"])
     status, a_extra_key = await api.call("POST", "/api/v1/api-keys", key=a_key, json={"name": "a2"})
     assert (await api.say(a_bot["embed_id"], a_conv, "hello", "sweep-1"))[0] == 202
@@ -292,6 +342,13 @@ async def test_no_route_lets_one_tenant_touch_anothers_objects(api, stack):
                     "crawl_id": a_crawl["id"]}
     before = await api.call("GET", f"/api/v1/chatbots/{a_bot['id']}", key=a_key)
 
+    async def attempt(operation, objects: dict, credential: str) -> tuple[int, dict]:
+        body = SAMPLE_BODIES.get(operation.body.__name__, {}) if operation.body else None
+        kwargs = {"json": body} if body is not None else {}
+        if operation.path.endswith("/stream"):
+            kwargs["timeout"] = aiohttp.ClientTimeout(total=10)
+        return await api.call(operation.method, operation.path.format(**objects), key=credential, **kwargs)
+
     swept = 0
     for operation in OPERATIONS:
         if not operation.path_params or operation.auth == "public":
@@ -300,16 +357,24 @@ async def test_no_route_lets_one_tenant_touch_anothers_objects(api, stack):
             continue  # e.g. /provider-keys/{provider}: always the caller's own
         missing = set(operation.path_params) - objects_of_a.keys()
         assert not missing, f"{operation.method} {operation.path}: add {missing} to this sweep"
-        path = operation.path.format(**objects_of_a)
+        route = f"{operation.method} {operation.path}"
+        assert route in EXPECTED_FOR_ANOTHER_TENANT, f"{route}: decide what another tenant gets"
         credential = b_conv["visitor_token"] if operation.auth == "visitor" else b_key
-        body = SAMPLE_BODIES.get(operation.body.__name__, {}) if operation.body else None
-        kwargs = {"json": body} if body is not None else {}
-        if operation.path.endswith("/stream"):
-            kwargs["timeout"] = aiohttp.ClientTimeout(total=10)
-        status, response = await api.call(operation.method, path, key=credential, **kwargs)
-        assert status in (401, 403, 404), f"{operation.method} {operation.path} gave B {status}: {response}"
+        status, response = await attempt(operation, objects_of_a, credential)
+        assert status == EXPECTED_FOR_ANOTHER_TENANT[route], f"{route} gave B {status}: {response}"
+        assert set(response) == {"error"}, response
         swept += 1
-    assert swept >= 10
+        if operation.auth != "visitor":
+            continue
+        # a valid token of A's own chatbot, for another conversation: the token does not open it
+        status, response = await attempt(operation, objects_of_a, a_other_conv["visitor_token"])
+        assert status == 403 and response["error"]["code"] == "forbidden", f"{route}: {status} {response}"
+        if "reply_id" in operation.path_params:
+            # the token's own conversation, another conversation's reply: the ownership check refuses
+            own = {**objects_of_a, "conversation_id": a_other_conv["conversation_id"]}
+            status, response = await attempt(operation, own, a_other_conv["visitor_token"])
+            assert status == 404 and response["error"]["code"] == "not_found", f"{route}: {status} {response}"
+    assert swept == len(EXPECTED_FOR_ANOTHER_TENANT)
 
     assert await api.call("GET", f"/api/v1/chatbots/{a_bot['id']}", key=a_key) == before
     assert (await api.call("GET", "/api/v1/chatbots", key=a_extra_key["key"]))[0] == 200  # not revoked
@@ -318,6 +383,8 @@ async def test_no_route_lets_one_tenant_touch_anothers_objects(api, stack):
     assert status == 200 and document["title"] == "A"
     status, tenant_a = await api.call("GET", "/api/v1/tenant", key=a_key)
     assert tenant_a["name"] == "Tenant A" and tenant_a["limits"]["max_chatbots"] == 10
+    assert (await api.call("GET", f"/api/widget/v1/{a_bot['embed_id']}/conversations/{a_conv['conversation_id']}"
+                                  "/messages", key=a_conv["visitor_token"]))[0] == 200  # A's visitor still in
     # and lists never show another tenant's objects
     for path in ("/api/v1/chatbots", "/api/v1/api-keys"):
         status, page = await api.call("GET", path, key=b_key)
@@ -325,6 +392,83 @@ async def test_no_route_lets_one_tenant_touch_anothers_objects(api, stack):
         assert a_bot["id"] not in ids and a_extra_key["id"] not in ids
     status, page = await api.call("GET", f"/api/v1/chatbots/{b_bot['id']}/conversations", key=b_key)
     assert a_conv["conversation_id"] not in {c["id"] for c in page["data"]}
+
+
+# Every object id a request carries in its body or its query string (the path's are swept
+# above), with what tenant B gets when it names one of A's, and B's own objects elsewhere.
+IDS_IN_BODIES_AND_QUERIES = {
+    **{f"GET {path} query.chatbot_id": 404 for path in (
+        "/api/v1/analytics/summary", "/api/v1/analytics/visitors", "/api/v1/analytics/costs",
+        "/api/v1/analytics/unanswered", "/api/v1/analytics/feedback", "/api/v1/analytics/export/conversations.csv",
+        "/api/v1/analytics/export/conversations.jsonl", "/api/v1/analytics/export/conversations.json",
+        "/api/v1/analytics/export/metrics.csv", "/api/v1/analytics/export/metrics.jsonl",
+        "/api/v1/analytics/export/metrics.json")},
+    "POST /api/v1/chatbots body.avatar_id": 404,
+    "PATCH /api/v1/chatbots/{chatbot_id} body.avatar_id": 404,
+    "PUT /api/v1/chatbots/{chatbot_id}/avatar body.avatar_id": 404,
+    "PUT /api/v1/avatars/{avatar_id}/animation-map body.chatbot_id": 404,
+    "POST /api/v1/chat/completions body.model": 404,
+    # a filter within B's own chatbot: an empty page, never A's conversations
+    "GET /api/v1/chatbots/{chatbot_id}/conversations query.visitor_id": 200,
+}
+# ids that name no other tenant's object: stored as given, or the caller's own choice
+NOT_OBJECT_FIELDS = {"body.animation_map_id", "body.client_message_id", "query.embed_id"}
+
+
+async def test_object_ids_in_bodies_and_query_strings_are_checked_too(api, stack):
+    a = await api.tenant(stack.admin_key, "Tenant A")
+    b = await api.tenant(stack.admin_key, "Tenant B")
+    a_key, b_key = a["api_key"]["key"], b["api_key"]["key"]
+    a_bot, b_bot = await api.chatbot(a_key, name="A's bot"), await api.chatbot(b_key, name="B's bot")
+    avatars = {}
+    for name, key in (("a", a_key), ("b", b_key)):
+        form = aiohttp.FormData()
+        form.add_field("file", build_glb(), filename=f"{name}.glb", content_type="model/gltf-binary")
+        status, avatars[name] = await api.call("POST", "/api/v1/avatars", key=key, data=form)
+        assert status == 201
+    a_conv = await api.conversation(a_bot["embed_id"])
+    b_paths = {"chatbot_id": b_bot["id"], "avatar_id": avatars["b"]["id"]}
+    a_ids = {"chatbot_id": a_bot["id"], "avatar_id": avatars["a"]["id"], "model": a_bot["id"],
+             "visitor_id": a_conv["visitor_id"]}
+    bodies = {"POST /api/v1/chatbots": {"name": "B2"}, "PATCH /api/v1/chatbots/{chatbot_id}": {},
+              "PUT /api/v1/chatbots/{chatbot_id}/avatar": {}, "PUT /api/v1/avatars/{avatar_id}/animation-map":
+              {"animation_map": {"idle": "idle"}},
+              "POST /api/v1/chat/completions": {"messages": [{"role": "user", "content": "A's secrets?"}]}}
+
+    declared = set()
+    for operation in OPERATIONS:
+        for where, model in (("body", operation.body), ("query", operation.query)):
+            for field in (model.model_fields if model else {}):
+                if (field.endswith("_id") or field == "model") and f"{where}.{field}" not in NOT_OBJECT_FIELDS:
+                    declared.add(f"{operation.method} {operation.path} {where}.{field}")
+    assert declared == set(IDS_IN_BODIES_AND_QUERIES), "decide what another tenant gets for: " \
+        f"{declared ^ set(IDS_IN_BODIES_AND_QUERIES)}"
+
+    for case, expected in IDS_IN_BODIES_AND_QUERIES.items():
+        method, path, target = case.split(" ")
+        where, field = target.split(".")
+        url = path.format(**b_paths)
+        if where == "query":
+            status, body = await api.call(method, url, key=b_key, params={field: a_ids[field]})
+        else:
+            status, body = await api.call(method, url, key=b_key,
+                                          json={**bodies[f"{method} {path}"], field: a_ids[field]})
+        assert status == expected, f"{case}: {status} {body}"
+        if expected >= 400:
+            assert set(body) == {"error"}, body
+        else:
+            assert body["data"] == [], f"{case}: {body}"
+    # nothing of A's changed hands: B's chatbots kept their avatar, A's avatar shows only A's
+    status, b_avatar_of_bot = await api.call("GET", f"/api/v1/chatbots/{b_bot['id']}/avatar", key=b_key)
+    assert b_avatar_of_bot["default"] is True
+    status, listed = await api.call("GET", "/api/v1/chatbots", key=b_key)
+    assert [c["name"] for c in listed["data"]] == ["B's bot"]  # the refused create left nothing behind
+    status, a_avatar = await api.call("GET", f"/api/v1/avatars/{avatars['a']['id']}", key=a_key)
+    assert a_avatar["used_by_chatbots"] == [] and a_avatar["chatbot_animation_maps"] == {}
+    # the widget's own id in a body: a returning visitor of another tenant is a new visitor here
+    status, started = await api.call("POST", f"/api/widget/v1/{b_bot['embed_id']}/conversations",
+                                     json={"visitor_id": a_conv["visitor_id"]})
+    assert status == 201 and started["visitor_id"] != a_conv["visitor_id"]
 
 
 def test_schemathesis_finds_no_server_error_or_schema_violation(stack, tmp_path):

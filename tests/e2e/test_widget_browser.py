@@ -20,13 +20,6 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu-sandbox", "--disable-background-
                  "--use-angle=swiftshader", "--enable-unsafe-swiftshader", "--ignore-gpu-blocklist"]
 
 
-@pytest.fixture(scope="session")
-def site(stack):
-    url = frontend.start("test")
-    yield url
-    frontend.stop("test")
-
-
 @pytest.fixture
 async def browser():
     ARTIFACTS.mkdir(parents=True, exist_ok=True)

@@ -43,13 +43,19 @@ class Visitor:
     def url(self) -> str:
         return f"{self.base}/api/widget/v1/{self.embed_id}/conversations/{self.conversation['conversation_id']}"
 
+    @property
+    def address(self) -> dict:
+        """Each visitor comes from its own address (RFC 5737), as behind nginx: the per-IP
+        stream and conversation caps are for one address, not for sixty people."""
+        return {"X-Forwarded-For": f"198.51.100.{self.number % 250 + 1}"}
+
     async def start(self, patience_s: float = 240) -> None:
         """Start the conversation, waiting out an outage as the widget's visitor would."""
         give_up = time.monotonic() + patience_s
         while True:
             try:
                 async with self.http.post(f"{self.base}/api/widget/v1/{self.embed_id}/conversations",
-                                          timeout=aiohttp.ClientTimeout(total=15)) as resp:
+                                          headers=self.address, timeout=aiohttp.ClientTimeout(total=15)) as resp:
                     if resp.status == 201:
                         self.conversation = await resp.json()
                         return
@@ -63,7 +69,7 @@ class Visitor:
     async def listen(self) -> None:
         """The SSE stream, reopened (with Last-Event-ID) whenever it ends, until stopped."""
         while not self._stop.is_set():
-            headers = {"Accept": "text/event-stream"}
+            headers = {"Accept": "text/event-stream", **self.address}
             if self.last_event_id:
                 headers["Last-Event-ID"] = self.last_event_id
             try:
@@ -120,7 +126,8 @@ class Visitor:
         while True:
             try:
                 async with self.http.post(self.url + "/messages", json={"text": text, "client_message_id": client_id},
-                                          headers={"Authorization": f"Bearer {self.conversation['visitor_token']}"},
+                                          headers={"Authorization": f"Bearer {self.conversation['visitor_token']}",
+                                                   **self.address},
                                           timeout=aiohttp.ClientTimeout(total=15)) as resp:
                     body = await resp.json(content_type=None)
                     if resp.status == 202:

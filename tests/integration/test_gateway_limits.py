@@ -6,6 +6,7 @@ import pytest
 
 from common.bus import Bus
 from common.db import create_pool
+from services.gateway import ratelimit
 from services.gateway.app import MIGRATIONS, create_app
 from services.gateway.settings import Settings
 
@@ -62,7 +63,9 @@ async def test_the_limit_refills_over_time(gateway):
     for _ in range(5):
         await client.get("/api/v1/tenant", headers={"Authorization": f"Bearer {key}"})
     assert (await client.get("/api/v1/tenant", headers={"Authorization": f"Bearer {key}"})).status == 429
-    # move the clock instead of sleeping: age this key's state by one emission interval (12 s)
+    # move the clock instead of sleeping: age this key's state by one emission interval (12 s),
+    # and forget the refusal the process remembers until its Retry-After
     await pool.execute("UPDATE rate_limits SET tat = tat - interval '12 seconds' WHERE key LIKE 'api_key:%'")
+    client.app[ratelimit.REFUSED].clear()
     resp = await client.get("/api/v1/tenant", headers={"Authorization": f"Bearer {key}"})
     assert resp.status == 200 and resp.headers["RateLimit-Remaining"] == "0"

@@ -17,10 +17,21 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from scripts import frontend
 from scripts.start_app import supervisor_env
 from tests.support.infra import ROOT, require_env
 
 BIN = Path(sys.executable).parent
+# Names the hostile tests aim the crawler and providers at (common.netguard honours .test
+# names only): one resolves to loopback outside the allowed address, one to cloud metadata,
+# and the rebinding ones answer an allowed or public address first, then loopback.
+TEST_HOSTS = {
+    "shop.hostile.test": ["127.0.0.1"],
+    "inside.hostile.test": ["127.0.0.2"],
+    "metadata.hostile.test": ["169.254.169.254"],
+    "rebind-provider.hostile.test": [["93.184.216.34"], ["127.0.0.2"]],
+    "rebind-crawl.hostile.test": [["127.0.0.1"], ["127.0.0.2"]],
+}
 
 
 @dataclass
@@ -65,9 +76,15 @@ def stack(tmp_path_factory):
                           "SSE_PING_SECONDS": "1", "SHUTDOWN_TIMEOUT": "10",
                           # every internal call in the real layout carries the credential
                           "INTERNAL_API_KEY": secrets.token_urlsafe(24),
-                          # the key and IP limits are tested in-process with small numbers; here
-                          # they would only throttle the fuzzer. Visitors keep the real limit.
-                          "RATE_LIMIT_KEY_PER_MINUTE": "1000000", "RATE_LIMIT_IP_PER_MINUTE": "1000000"})
+                          # the key and IP limits are tested in-process with small numbers (and in
+                          # tests/hostile with their own gateway); here they would only throttle
+                          # the fuzzer. Visitors keep the real limit.
+                          "RATE_LIMIT_KEY_PER_MINUTE": "1000000", "RATE_LIMIT_IP_PER_MINUTE": "1000000",
+                          "RATE_LIMIT_CONVERSATIONS_PER_IP_PER_HOUR": "1000000",
+                          "RATE_LIMIT_MESSAGES_PER_IP_PER_HOUR": "1000000",
+                          # the crawler may reach the tests' site on 127.0.0.1, and nothing else inside
+                          "KNOWLEDGE_FETCH_ALLOW_NETWORKS": "127.0.0.1/32",
+                          "NETGUARD_TEST_HOSTS": json.dumps(TEST_HOSTS)})
     subprocess.run([str(BIN / "supervisord"), "-c", str(ROOT / "supervisord.conf")], env=env, check=True)
     s = Stack(env=env, log_dir=log_dir, gateway=f"http://127.0.0.1:{os.environ['GATEWAY_PORT']}",
               admin_key=os.environ["ADMIN_API_KEY"])
@@ -204,6 +221,14 @@ class Api:
 async def api(stack):
     async with aiohttp.ClientSession() as http:
         yield Api(http, stack.gateway)
+
+
+@pytest.fixture(scope="session")
+def site(stack):
+    """nginx with the container's template in front of the stack."""
+    url = frontend.start("test")
+    yield url
+    frontend.stop("test")
 
 
 @pytest.fixture

@@ -301,7 +301,13 @@ def test_nginx_template() -> None:
     # Only the AVATARCHAT_ placeholders may look like template placeholders: any other ${...} would be
     # left for nginx, which does not support that syntax.
     assert set(re.findall(r"\$\{([A-Za-z0-9_]+)\}", text)) == {
-        "AVATARCHAT_GATEWAY", "AVATARCHAT_LISTEN", "AVATARCHAT_STATIC_ROOT", "AVATARCHAT_REAL_IP_FROM"}
+        "AVATARCHAT_GATEWAY", "AVATARCHAT_LISTEN", "AVATARCHAT_STATIC_ROOT", "AVATARCHAT_REAL_IP_FROM",
+        "AVATARCHAT_ACCESS_LOG"}
+    # no query string (the stream's ?token=) reaches an access log
+    log_format = re.search(r"log_format\s+(\w+)([^;]*);", text)
+    assert log_format and "$request " not in log_format.group(2) + " " and "$args" not in log_format.group(2)
+    assert "$request_uri" not in log_format.group(2) and "$uri" in log_format.group(2)
+    assert re.search(r"access_log\s+\$\{AVATARCHAT_ACCESS_LOG\}\s+" + log_format.group(1) + ";", text)
 
 
 def test_real_ip_entrypoint_script() -> None:

@@ -3,7 +3,32 @@
 import { createAvatar } from "./avatar.js";
 
 const params = new URLSearchParams(window.location.search);
-const embedId = params.get("embed_id") || "";
+
+// The embed id, read by the same rule as the gateway's frame policy (widget.embed_id_of_query):
+// any parameter that is embed_id to nginx (raw name, any case) or to the browser (decoded
+// name) counts, and there must be exactly one, spelled plainly, with a plain value. Otherwise
+// ?embed%5Fid=VICTIM&embed_id=OPEN would load one chatbot under the other's frame policy.
+function embedIdOf(search) {
+  const found = [];
+  for (const part of search.replace(/^\?/, "").split("&")) {
+    const eq = part.indexOf("=");
+    const rawName = eq < 0 ? part : part.slice(0, eq);
+    let name = rawName;
+    try {
+      name = decodeURIComponent(rawName.replace(/\+/g, " "));
+    } catch {
+      name = rawName;
+    }
+    if (rawName.toLowerCase() === "embed_id" || name.toLowerCase() === "embed_id") {
+      found.push([rawName, eq < 0 ? "" : part.slice(eq + 1)]);
+    }
+  }
+  if (found.length === 1 && found[0][0] === "embed_id" && /^[A-Za-z0-9_-]{1,64}$/.test(found[0][1])) {
+    return found[0][1];
+  }
+  return null;
+}
+const embedId = embedIdOf(window.location.search) || "";
 const API = `/api/widget/v1/${encodeURIComponent(embedId)}`;
 const STORE = `avatarchat:${embedId}`;
 const reducedMotion = window.matchMedia("(prefers-reduced-motion: reduce)").matches;
@@ -428,6 +453,13 @@ async function loadTranscript() {
 }
 
 async function start() {
+  if (!embedId) {
+    ui.name.textContent = "Chat unavailable";
+    ui.form.hidden = true;
+    notice("This chat link is not valid.");
+    window.parent.postMessage({ type: "avatarchat:ready" }, "*");
+    return;
+  }
   const result = await api("/config", { auth: false }).catch(() => ({ ok: false, status: 0 }));
   if (!result.ok) {
     ui.name.textContent = "Chat unavailable";

@@ -28,6 +28,8 @@ STREAM_INTERRUPTED = "stream_interrupted"          # the stream broke in the mid
 AUTH_FAILED = "auth_failed"                        # 401/403: a wrong or missing key
 BAD_REQUEST = "bad_request"                        # 400/404/422: unknown model, bad params
 NOT_CONFIGURED = "provider_not_configured"         # no key, or an unknown provider name
+ADDRESS_BLOCKED = "provider_address_blocked"       # the base URL leads to a non-public address
+REDIRECTED = "provider_redirected"                 # a 3xx: redirects are never followed
 CANCELLED = "cancelled"
 
 

@@ -5,11 +5,21 @@ import anthropic
 import httpx2
 import openai
 
-from services.ai.providers.base import (AUTH_FAILED, BAD_REQUEST, PROVIDER_UNAVAILABLE, RATE_LIMITED,
-                                        STREAM_INTERRUPTED, TIMEOUT, ProviderError)
+from common.netguard import blocked
+from services.ai.providers.base import (ADDRESS_BLOCKED, AUTH_FAILED, BAD_REQUEST, PROVIDER_UNAVAILABLE,
+                                        RATE_LIMITED, REDIRECTED, STREAM_INTERRUPTED, TIMEOUT, ProviderError)
+
+
+def _blocked(provider: str) -> ProviderError:
+    # one answer whatever is behind the address: the error must not say what answers there
+    return ProviderError(ADDRESS_BLOCKED, f"the {provider} base URL does not lead to a public internet address",
+                         retryable=False)
 
 
 def _from_status(provider: str, status: int, detail: str) -> ProviderError:
+    if 300 <= status < 400:
+        return ProviderError(REDIRECTED, f"{provider} answered with a redirect ({status}), which is not followed; "
+                             "use the final URL as the base URL", retryable=False)
     if status == 429:
         return ProviderError(RATE_LIMITED, f"{provider} rate limit: {detail}")
     if status in (401, 403):
@@ -24,6 +34,8 @@ def from_openai(exc: Exception, *, started: bool) -> ProviderError:
     if isinstance(exc, openai.APITimeoutError):
         return ProviderError(STREAM_INTERRUPTED if started else TIMEOUT, f"openai timed out: {exc}")
     if isinstance(exc, openai.APIConnectionError):
+        if blocked(exc):
+            return _blocked("openai")
         return ProviderError(STREAM_INTERRUPTED if started else PROVIDER_UNAVAILABLE,
                              f"openai connection failed: {exc.__cause__ or exc}")
     if isinstance(exc, openai.APIStatusError):
@@ -49,10 +61,12 @@ def from_anthropic(exc: Exception, *, started: bool) -> ProviderError:
     if isinstance(exc, anthropic.APITimeoutError):
         return ProviderError(STREAM_INTERRUPTED if started else TIMEOUT, f"anthropic timed out: {exc}")
     if isinstance(exc, anthropic.APIConnectionError):
+        if blocked(exc):
+            return _blocked("anthropic")
         return ProviderError(STREAM_INTERRUPTED if started else PROVIDER_UNAVAILABLE,
                              f"anthropic connection failed: {exc.__cause__ or exc}")
     if isinstance(exc, anthropic.APIStatusError):
-        if exc.status_code < 400:
+        if exc.status_code < 300:
             # ``event: error`` inside a 200 stream: the body's error type says what happened
             code = _ANTHROPIC_RETRYABLE_TYPES.get(exc.type or "")
             if code:

@@ -1,6 +1,10 @@
 """Which provider object serves a (tenant, provider name): the tenant's own key wins over the
 platform's; SDK clients are built once per key and base URL and reused (they pool connections).
 
+A tenant's key may name its own base URL, so its client goes through ``common.netguard``'s
+guarded transport: the address is checked at every connection, and redirects are not
+followed. The platform's own keys and URLs are the operator's and are used as configured.
+
 SDK retries are off: the reply pipeline retries with its own backoff, first-token timeout and
 deadline, and moves to the fallback provider, which the SDK cannot know about.
 """
@@ -15,6 +19,7 @@ import httpx2
 import openai
 
 from common.logging import get_logger
+from common.netguard import guarded_http_client
 from services.ai import repository
 from services.ai.keyvault import InvalidToken, KeyVault
 from services.ai.providers.anthropic_messages import AnthropicProvider
@@ -35,7 +40,7 @@ class ProviderRegistry:
         self.pool = pool
         self.vault = vault
         self.local = LocalProvider()
-        self._clients: dict[tuple[str, str, str | None], Provider] = {}
+        self._clients: dict[tuple[str, str, str | None, bool], Provider] = {}
 
     def default_model(self, name: str) -> str:
         return {"openai": self.settings.openai_default_model,
@@ -52,11 +57,12 @@ class ProviderRegistry:
         if name not in KEYED_PROVIDERS:
             raise ProviderError(NOT_CONFIGURED, f"unknown provider {name!r}", retryable=False)
         api_key, base_url = await self._tenant_key(tenant_id, name)
+        tenant_aimed = bool(api_key)
         if not api_key:
             api_key, base_url = self._platform(name)
         if not api_key:
             raise ProviderError(NOT_CONFIGURED, f"no {name} API key for this tenant or platform", retryable=False)
-        return self._client(name, api_key, base_url)
+        return self._client(name, api_key, base_url, guarded=tenant_aimed)
 
     async def _tenant_key(self, tenant_id: uuid.UUID, name: str) -> tuple[str | None, str | None]:
         if self.pool is None:
@@ -72,20 +78,22 @@ class ProviderRegistry:
             log.error("provider_key_undecryptable", provider=name, tenant_id=str(tenant_id))
             return None, None
 
-    def _client(self, name: str, api_key: str, base_url: str | None) -> Provider:
+    def _client(self, name: str, api_key: str, base_url: str | None, *, guarded: bool) -> Provider:
         fingerprint = hashlib.sha256(api_key.encode()).hexdigest()
-        key = (name, fingerprint, base_url)
+        key = (name, fingerprint, base_url, guarded)
         provider = self._clients.get(key)
         if provider is None:
             # read: the longest silence between two chunks; the first token has its own limit
             timeout = httpx2.Timeout(self.settings.ai_deadline_s, connect=5.0,
                                      read=max(self.settings.first_token_timeout_s, 5.0))
+            http = guarded_http_client(self.settings.provider_policy, timeout=timeout) if guarded else None
             if name == "openai":
                 provider = OpenAIProvider(openai.AsyncOpenAI(api_key=api_key, base_url=base_url or None,
-                                                             max_retries=0, timeout=timeout))
+                                                             max_retries=0, timeout=timeout, http_client=http))
             else:
                 provider = AnthropicProvider(anthropic.AsyncAnthropic(api_key=api_key, base_url=base_url or None,
-                                                                      max_retries=0, timeout=timeout))
+                                                                      max_retries=0, timeout=timeout,
+                                                                      http_client=http))
             self._clients[key] = provider
         return provider
 

@@ -18,14 +18,17 @@ TENANT_KEY = "sk-tenant-openai-abcdefgh9876"
 async def test_a_tenant_base_url_reaching_inside_the_platform_is_refused(ai):
     """SSRF: with private addresses not allowed (the production default), a tenant cannot point
     its provider at our own services or the cloud's metadata address."""
-    ai.client.app[SETTINGS].allow_private_provider_urls = False
+    settings = ai.client.app[SETTINGS]
+    allowed = settings.provider_allow_networks
+    settings.allow_private_provider_urls, settings.provider_allow_networks = False, []
     try:
-        for base_url in ("http://127.0.0.1:3010/internal", "http://localhost:3020/", "http://169.254.169.254/"):
+        for base_url in ("http://127.0.0.1:3010/internal", "http://localhost:3020/", "http://169.254.169.254/",
+                         "http://[64:ff9b::7f00:1]/", "http://[2002:7f00:1::1]/"):
             resp = await ai.client.put(f"/internal/tenants/{uuid.uuid4()}/provider-keys/openai",
                                        json={"api_key": TENANT_KEY, "base_url": base_url})
             assert resp.status == 422 and (await resp.json())["error"]["code"] == "unsafe_base_url"
     finally:
-        ai.client.app[SETTINGS].allow_private_provider_urls = True
+        settings.allow_private_provider_urls, settings.provider_allow_networks = True, allowed
 
 
 async def test_tenant_key_is_stored_encrypted_masked_and_wins(ai):

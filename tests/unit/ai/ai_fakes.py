@@ -39,6 +39,12 @@ class Status:
 
 
 @dataclass
+class Redirect:
+    """A 307 (keeps the POST and its body) to somewhere else, e.g. an internal service."""
+    location: str
+
+
+@dataclass
 class SlowFirst:
     """Hold the response before the first token until released (or ``hold_s`` passes)."""
     pieces: list[str]
@@ -158,6 +164,8 @@ def openai_app(fake: FakeProvider) -> web.Application:
         behaviour = fake.next()
         model = body.get("model", "gpt-4o-mini")
         include_usage = (body.get("stream_options") or {}).get("include_usage")
+        if isinstance(behaviour, Redirect):
+            raise web.HTTPTemporaryRedirect(location=behaviour.location)
         if isinstance(behaviour, Status):
             headers = {"x-request-id": "req_fake"}
             if behaviour.retry_after:
@@ -224,6 +232,8 @@ def anthropic_app(fake: FakeProvider) -> web.Application:
         fake.headers.append({k.lower(): v for k, v in request.headers.items()})
         behaviour = fake.next()
         model = body.get("model", "claude-3-5-haiku-20241022")
+        if isinstance(behaviour, Redirect):
+            raise web.HTTPTemporaryRedirect(location=behaviour.location)
         if isinstance(behaviour, Status):
             kind, message = ANTHROPIC_ERRORS.get(behaviour.status, ANTHROPIC_ERRORS[500])
             headers = {"request-id": "req_fake"}

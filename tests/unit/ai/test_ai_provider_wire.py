@@ -4,7 +4,10 @@ import openai
 import anthropic
 import pytest
 
-from tests.unit.ai.ai_fakes import Break, EndsEarly, Ok, Status, StreamError
+import httpx2
+
+from common.netguard import AddressPolicy, guarded_http_client
+from tests.unit.ai.ai_fakes import Break, EndsEarly, Ok, Redirect, Status, StreamError
 from services.ai.prompt import build_prompt
 from services.ai.providers.anthropic_messages import AnthropicProvider
 from services.ai.providers.base import Passage, PromptRequest, ProviderError, StreamResult
@@ -126,3 +129,39 @@ async def test_anthropic_stream_broken_midway(anthropic_fake, bot, behaviour):
     text, _, error = await collect(anthropic_provider(anthropic_fake), make_request(bot, "claude-haiku-4-5"))
     assert text == "You can return"
     assert error.code == "stream_interrupted" and error.retryable
+
+
+# --- a tenant's base URL through the guarded transport (SSRF) ---------------------------------
+
+def guarded(make, fake, policy: AddressPolicy, base_url: str | None = None):
+    http = guarded_http_client(policy, timeout=httpx2.Timeout(5))
+    if make is OpenAIProvider:
+        return OpenAIProvider(openai.AsyncOpenAI(api_key="sk-test-1234567890", base_url=base_url or fake.url + "/v1",
+                                                 max_retries=0, http_client=http))
+    return AnthropicProvider(anthropic.AsyncAnthropic(api_key="sk-ant-test-1234567890", base_url=base_url or fake.url,
+                                                      max_retries=0, http_client=http))
+
+
+@pytest.mark.parametrize("make", [OpenAIProvider, AnthropicProvider])
+async def test_a_redirect_from_the_provider_is_not_followed(openai_fake, anthropic_fake, bot, make):
+    fake = openai_fake if make is OpenAIProvider else anthropic_fake
+    inside = fake.url + "/inside"  # stands for an internal service; the fake would log a hit
+    fake.script = [Redirect(inside)]
+    _, _, error = await collect(guarded(make, fake, AddressPolicy(["127.0.0.1/32"])), make_request(bot, "m"))
+    assert (error.code, error.retryable) == ("provider_redirected", False)
+    assert len(fake.requests) == 1  # the 307 itself; nothing followed it
+
+
+@pytest.mark.parametrize("make", [OpenAIProvider, AnthropicProvider])
+async def test_a_base_url_leading_inside_is_refused_at_connect_time_with_one_answer(openai_fake, anthropic_fake,
+                                                                                     bot, make):
+    fake = openai_fake if make is OpenAIProvider else anthropic_fake
+    fake.script = [Ok(["never"])]
+    provider = guarded(make, fake, AddressPolicy())  # the fake is on loopback: not a public address
+    _, _, error = await collect(provider, make_request(bot, "m"))
+    assert (error.code, error.retryable) == ("provider_address_blocked", False)
+    assert str(fake.server.port) not in str(error) and "127.0.0.1" not in str(error)
+    _, _, closed_port = await collect(guarded(make, fake, AddressPolicy(), base_url="http://127.0.0.1:9/v1"),
+                                      make_request(bot, "m"))
+    assert closed_port.code == error.code and str(closed_port) == str(error)  # no oracle: open or closed
+    assert fake.requests == []

@@ -57,3 +57,27 @@ def with_json(data: bytes, raw_json: bytes) -> bytes:
 def json_of(data: bytes) -> bytes:
     json_len = struct.unpack_from("<I", data, 12)[0]
     return data[20:20 + json_len]
+
+
+def with_node_chain(data: bytes, count: int) -> bytes:
+    """``count`` more nodes, each the only child of the one before: the deepest tree there is.
+    Edited as JSON, so a 100k-node file is made in a fraction of a second."""
+    import json
+
+    doc = json.loads(json_of(data))
+    first = len(doc["nodes"])
+    doc["nodes"].extend({"name": f"link{i}", "children": [first + i + 1]} for i in range(count - 1))
+    doc["nodes"].append({"name": f"link{count - 1}"})
+    doc["scenes"][0]["nodes"].append(first)
+    return with_json(data, json.dumps(doc, separators=(",", ":")).encode())
+
+
+def with_zero_accessor(data: bytes, count: int) -> bytes:
+    """An accessor with no buffer view (all zeros to a loader) claiming ``count`` VEC3 floats,
+    used as a mesh's positions."""
+    import json
+
+    doc = json.loads(json_of(data))
+    doc["accessors"].append({"componentType": 5126, "type": "VEC3", "count": count})
+    doc["meshes"][0]["primitives"][0]["attributes"]["POSITION"] = len(doc["accessors"]) - 1
+    return with_json(data, json.dumps(doc, separators=(",", ":")).encode())

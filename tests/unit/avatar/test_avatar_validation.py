@@ -121,3 +121,49 @@ def test_required_extensions_the_widget_cannot_load_are_refused():
     doc["extensionsRequired"] = ["KHR_unknown_magic"]
     doc["extensionsUsed"] = ["KHR_unknown_magic"]
     assert refused(with_json(default_glb(), json.dumps(doc).encode())).code == "unsupported_extension"
+
+
+def test_a_100k_node_chain_is_refused_by_counting_before_any_walk():
+    import time
+
+    from tests.unit.avatar.avatar_samples import with_node_chain
+
+    data = with_node_chain(default_glb(), 100_000)
+    started = time.perf_counter()
+    error = refused(data)
+    assert error.code == "too_many_nodes" and error.details["nodes"] > 100_000
+    assert time.perf_counter() - started < 2  # it used to walk the chain quadratically first (32 s at 20k)
+
+
+def test_walking_the_node_tree_is_linear_and_still_finds_cycles():
+    import time
+
+    import pygltflib
+
+    from services.avatar.validation import _check_nodes
+
+    n = 100_000
+    chain = pygltflib.GLTF2(nodes=[pygltflib.Node(children=[i + 1]) for i in range(n - 1)] + [pygltflib.Node()])
+    started = time.perf_counter()
+    _check_nodes(chain)
+    assert time.perf_counter() - started < 1  # the old walk took 32 s for a fifth of this
+    chain.nodes[-1].children = [n // 2]  # the last link points back up the chain
+    with pytest.raises(InvalidModel) as caught:
+        _check_nodes(chain)
+    assert caught.value.code == "bad_node_tree"
+
+
+@pytest.mark.parametrize("count", [2 ** 31, 6_000_000])
+def test_an_accessor_that_would_make_the_browser_allocate_gigabytes_is_refused(count):
+    from tests.unit.avatar.avatar_samples import with_zero_accessor
+
+    error = refused(with_zero_accessor(default_glb(), count))
+    assert error.code == "too_large_accessor" and error.details["count"] == count
+
+
+def test_refusals_survive_the_trip_back_from_the_worker_process():
+    import pickle
+
+    error = refused(with_json(default_glb(), b"{not json"))
+    again = pickle.loads(pickle.dumps(error))
+    assert (again.code, again.message, again.status) == (error.code, error.message, error.status)
