@@ -160,16 +160,29 @@ async def purge_visitor_sessions(conn, older_than_s: float) -> None:
                        older_than_s)
 
 
-async def next_message_seq(conn, conversation_id: uuid.UUID) -> int:
-    return await conn.fetchval(
-        "INSERT INTO conversation_sequences AS s (conversation_id, last_seq) VALUES ($1, 1) "
-        "ON CONFLICT (conversation_id) DO UPDATE SET last_seq = s.last_seq + 1, updated_at = now() "
-        "RETURNING last_seq", conversation_id)
+async def message_seq(conn, conversation_id: uuid.UUID, message_id: uuid.UUID) -> int:
+    """The message's place in its conversation: the next number the first time, the same
+    number on every retry. The conversation's counter row is locked while deciding, so two
+    retries racing each other cannot both take a number."""
+    await conn.execute("INSERT INTO conversation_sequences (conversation_id, last_seq) VALUES ($1, 0) "
+                       "ON CONFLICT (conversation_id) DO NOTHING", conversation_id)
+    last = await conn.fetchval("SELECT last_seq FROM conversation_sequences WHERE conversation_id = $1 FOR UPDATE",
+                               conversation_id)
+    seq = await conn.fetchval("SELECT seq FROM message_seqs WHERE message_id = $1", message_id)
+    if seq is not None:
+        return seq
+    await conn.execute("UPDATE conversation_sequences SET last_seq = $2, updated_at = now() "
+                       "WHERE conversation_id = $1", conversation_id, last + 1)
+    await conn.execute("INSERT INTO message_seqs (message_id, conversation_id, seq) VALUES ($1, $2, $3)",
+                       message_id, conversation_id, last + 1)
+    return last + 1
 
 
 async def purge_message_seqs(conn, older_than_days: int = 30) -> None:
     """A conversation quiet for a month starts counting again (conversation accepts that)."""
     await conn.execute("DELETE FROM conversation_sequences WHERE updated_at < now() - make_interval(days => $1)",
+                       older_than_days)
+    await conn.execute("DELETE FROM message_seqs WHERE created_at < now() - make_interval(days => $1)",
                        older_than_days)
 
 

@@ -193,8 +193,9 @@ async def accept_message(app: web.Application, chatbot, conversation_id: uuid.UU
         if not await repository.count_message(conn, chatbot["tenant_id"], month, tenant["monthly_message_quota"],
                                               message_id):
             raise ApiError(403, "quota_exceeded", "this chatbot has used its messages for the month")
-        # the order this conversation's messages are answered in, whichever gateway took them
-        seq = await repository.next_message_seq(conn, conversation_id)
+        # the order this conversation's messages are answered in, whichever gateway took them;
+        # a retry keeps its first number
+        seq = await repository.message_seq(conn, conversation_id, message_id)
     event = ev.VisitorMessageReceivedEvent(
         tenant_id=chatbot["tenant_id"], chatbot_id=chatbot["id"], conversation_id=conversation_id,
         visitor_id=visitor_id, message_id=message_id, client_message_id=client_message_id,
