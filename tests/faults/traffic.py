@@ -5,6 +5,7 @@ was accepted against what was answered, seen as failed, or lost."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 from dataclasses import dataclass, field
@@ -169,6 +170,7 @@ class Traffic:
         self.turns = turns
         self.interval = visitors / rate
         self.visitors: list[Visitor] = []          # every conversation so far
+        self._numbers = itertools.count()
         self._tasks: list[asyncio.Task] = []
         self._talkers: list[asyncio.Task] = []
         self._sending = asyncio.Event()
@@ -183,7 +185,7 @@ class Traffic:
         try:
             await asyncio.sleep(slot * self.interval / self.concurrency)  # spread the visitors
             while self._sending.is_set():
-                visitor = Visitor(self.http, self.base, self.embed_id, len(self.visitors))
+                visitor = Visitor(self.http, self.base, self.embed_id, next(self._numbers))
                 await visitor.start()
                 self.visitors.append(visitor)
                 self._tasks.append(asyncio.create_task(visitor.listen()))
