@@ -122,8 +122,11 @@ def ensure_embedded_postgres(password: str) -> str:
         try:
             pwd.getpwnam(PG_SYSTEM_USER)
         except KeyError:
-            subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
-                            PG_SYSTEM_USER], check=True)
+            # exit code 9: another checkout's setup created it a moment ago
+            made = subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
+                                   PG_SYSTEM_USER])
+            if made.returncode not in (0, 9):
+                raise subprocess.CalledProcessError(made.returncode, made.args)
         # the server runs as an unprivileged user: it must reach the binaries and its data
         for path in (bindir.parent, *bindir.parent.parents):
             if path == Path("/"):
