@@ -315,7 +315,9 @@ def main() -> None:
                           # the load generator is one client on one address sending far more than a
                           # visitor would: rate limits would measure themselves, not the platform
                           "RATE_LIMIT_VISITOR_PER_MINUTE": "100000000", "RATE_LIMIT_IP_PER_MINUTE": "100000000",
-                          "RATE_LIMIT_KEY_PER_MINUTE": "100000000"})
+                          "RATE_LIMIT_KEY_PER_MINUTE": "100000000",
+                          "RATE_LIMIT_CONVERSATIONS_PER_IP_PER_HOUR": "100000000",
+                          "RATE_LIMIT_MESSAGES_PER_IP_PER_HOUR": "100000000"})
     ctl = [str(BIN / "supervisorctl"), "-c", str(ROOT / "supervisord.conf")]
     subprocess.run([str(BIN / "supervisord"), "-c", str(ROOT / "supervisord.conf")], env=env, check=True)
     fake = subprocess.Popen([sys.executable, "-m", "scripts.bench", "--fake-provider"], cwd=ROOT)
