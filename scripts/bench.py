@@ -49,6 +49,8 @@ class Level:
     overhead_ms: list[float] = field(default_factory=list)
     visitor_ttft_ms: list[float] = field(default_factory=list)
     turn_ms: list[float] = field(default_factory=list)
+    # turns whose provider timings only the tenant may read: (conversation id, reply id, first delta)
+    unresolved: list[tuple[str, str, float]] = field(default_factory=list)
 
     @property
     def rate(self) -> float:
@@ -97,9 +99,26 @@ class Pacer:
 
 
 class Platform:
-    def __init__(self, http: aiohttp.ClientSession, base: str, embed_id: str, pacer: Pacer | None = None):
-        self.http, self.base, self.embed = http, base, embed_id
+    def __init__(self, http: aiohttp.ClientSession, base: str, embed_id: str, key: str, pacer: Pacer | None = None):
+        self.http, self.base, self.embed, self.key = http, base, embed_id, key
         self.pacer = pacer or Pacer(None)
+
+    async def resolve(self, level: Level) -> None:
+        """A visitor's stream carries no timings (they are the tenant's): read the instant the
+        provider produced its first token from the tenant's transcripts, after the level."""
+        firsts: dict[str, float] = {}
+        for conversation_id in {c for c, _, _ in level.unresolved}:
+            async with self.http.get(f"{self.base}/api/v1/conversations/{conversation_id}",
+                                     headers={"Authorization": f"Bearer {self.key}"}) as resp:
+                body = await resp.json()
+            for m in body.get("messages", []):
+                first = (m.get("timings") or {}).get("first_token_at")
+                if first:
+                    firsts[m["id"]] = first
+        for _, reply_id, first_delta in level.unresolved:
+            if reply_id in firsts:
+                level.overhead_ms.append((first_delta - firsts[reply_id]) * 1000)
+        level.unresolved.clear()
 
     async def visitor(self, level: Level, stop_at: float) -> None:
         async with self.http.post(f"{self.base}/api/widget/v1/{self.embed}/conversations") as resp:
@@ -127,7 +146,7 @@ class Platform:
                         if name == "message.delta" and first_delta is None:
                             first_delta = time.time()
                         elif name == "message.end":
-                            record(level, posted, first_delta, data)
+                            record(level, posted, first_delta, data, conv["conversation_id"])
                             break
                         elif name == "error":
                             level.errors += 1
@@ -162,14 +181,19 @@ class Baseline:
                 level.errors += 1
 
 
-def record(level: Level, posted: float, first_delta: float | None, end: dict) -> None:
+def record(level: Level, posted: float, first_delta: float | None, end: dict,
+           conversation_id: str | None = None) -> None:
     done = time.time()
     level.turns += 1
     level.turn_ms.append((done - posted) * 1000)
+    if first_delta is None:
+        return
+    level.visitor_ttft_ms.append((first_delta - posted) * 1000)
     first_token_at = (end.get("timings") or {}).get("first_token_at")
-    if first_delta is not None and first_token_at:
+    if first_token_at:
         level.overhead_ms.append((first_delta - first_token_at) * 1000)
-        level.visitor_ttft_ms.append((first_delta - posted) * 1000)
+    elif conversation_id:
+        level.unresolved.append((conversation_id, end["reply_id"], first_delta))
 
 
 async def run_level(target, concurrency: int) -> Level:
@@ -179,6 +203,8 @@ async def run_level(target, concurrency: int) -> Level:
     stop_at = started + LEVEL_SECONDS
     await asyncio.gather(*(target.visitor(level, stop_at) for _ in range(concurrency)))
     level.seconds = time.monotonic() - started
+    if level.unresolved:
+        await target.resolve(level)
     return level
 
 
@@ -204,7 +230,7 @@ async def measure():
                 "name": "bench", "persona": {"greeting": "Hello from Acme!",
                 "fallback_answer": "Sorry, I do not know that yet, please email help@acme.example."}}) as resp:
             embed = (await resp.json())["embed_id"]
-        ours = Platform(http, gateway, embed)
+        ours = Platform(http, gateway, embed, key)
         base = Baseline(http, f"http://127.0.0.1:{BASELINE_PORT}")
         await run_level(ours, 5)  # warm-up: connections, caches, JIT of the query plans
         await run_level(base, 5)
@@ -240,9 +266,9 @@ async def measure_provider(http: aiohttp.ClientSession, gateway: str, admin: dic
             "name": "bench-provider", "ai": {"provider": "openai", "model": "gpt-4o-mini"}}) as resp:
         embed = (await resp.json())["embed_id"]
     results = []
-    for target in (Platform(http, gateway, embed, Pacer(PROVIDER_RATE)),
+    for target in (Platform(http, gateway, embed, key, Pacer(PROVIDER_RATE)),
                    Baseline(http, f"http://127.0.0.1:{BASELINE_PORT}", "openai", Pacer(PROVIDER_RATE))):
-        await run_level(type(target)(*([http, gateway, embed] if isinstance(target, Platform)
+        await run_level(type(target)(*([http, gateway, embed, key] if isinstance(target, Platform)
                                        else [http, target.base, "openai"])), 3)  # warm-up
         level = await run_level(target, PROVIDER_VISITORS)
         results.append(level)
