@@ -60,8 +60,10 @@ class _Subscription:
 
 
 Probe = Callable[[], Awaitable[Any]]
-# seconds between looks at a dependency that is away: quick at first, then every 10 s
-HOLD_BACKOFF_S = (0.5, 1, 2, 3, 5, 10)
+# seconds between looks at a dependency that is away: quick at first, then every 3 s. A look
+# is one connection attempt (cheap, and logged only when the hold starts and ends); a longer
+# step would add up to that much to every held message once the dependency is back.
+HOLD_BACKOFF_S = (0.5, 1, 2, 3)
 
 
 def retry_queue(queue: str) -> str:
