@@ -269,7 +269,8 @@ async def test_nothing_accepted_is_lost(api, stack, shop, fault):  # noqa: F811 
     assert accepted >= 20 * STEADY_S * 0.8, figures
     if fault.startswith("postgres"):
         poisoned = await take_poison()
-        assert "VisitorMessageReceivedEvent.conversation.dlq" in poisoned, poisoned
+        assert sorted(poisoned) == ["VisitorMessageReceivedEvent.analytics.dlq",
+                                    "VisitorMessageReceivedEvent.conversation.dlq"], poisoned
     assert dead_letters() == {name: 0 for name in dead_letters()}
     await _figures_match(api, shop["key"], shop["tenant_id"], timeout=120)
     phase("analytics_matching")
