@@ -9,11 +9,15 @@
   ``mandatory`` publishing so an event no queue takes raises instead of vanishing.
 - Messages are acked only after the handler returned, i.e. after its transaction committed.
 - Gateways bind an exclusive, server-named queue per process for stream events.
+- ``AMQP_QUEUE_TYPE``: the durable queues are ``classic`` (one broker node) or ``quorum``
+  (replicated over a cluster, with a delivery limit); the stream queues stay exclusive and
+  transient either way. ``python -m scripts.queues migrate --to quorum`` moves a deployment.
 """
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable
@@ -72,11 +76,50 @@ def dead_letter_queue(queue: str) -> str:
     return f"{queue}.dlq"
 
 
+QUEUE_TYPES = ("classic", "quorum")
+# deliveries of one message (redeliveries after a crashed or lost consumer) before a quorum queue
+# dead-letters it: a message that kills its consumer every time must not loop forever. Retries of
+# a failing handler never count here (each retry is a new message, see ``_copy_to``).
+DEFAULT_DELIVERY_LIMIT = 20  # also ServiceSettings.amqp_delivery_limit's default
+
+
+def queue_settings(queue_type: str | None = None, delivery_limit: int | None = None) -> tuple[str, int]:
+    """The queue type and delivery limit: given, or ``AMQP_QUEUE_TYPE`` / ``AMQP_DELIVERY_LIMIT``."""
+    queue_type = (queue_type or os.environ.get("AMQP_QUEUE_TYPE") or "classic").strip().lower()
+    if queue_type not in QUEUE_TYPES:
+        raise BusError(f"AMQP_QUEUE_TYPE must be one of {', '.join(QUEUE_TYPES)}, not {queue_type!r}")
+    if delivery_limit is None:
+        delivery_limit = int(os.environ.get("AMQP_DELIVERY_LIMIT") or DEFAULT_DELIVERY_LIMIT)
+    return queue_type, delivery_limit
+
+
+def durable_queue_arguments(queue: str, queue_type: str, delivery_limit: int) -> list[tuple[str, dict | None]]:
+    """(name, declaration arguments) of ``queue``, its retry queue and its dead-letter queue, dead-letter
+    queue first (the others dead-letter into it).
+
+    Classic queues keep the arguments they always had, so existing deployments redeclare them
+    unchanged. Quorum queues are replicated; their broker-side dead-lettering is at-least-once
+    (a copy is confirmed before the original goes), which needs ``reject-publish`` overflow.
+    """
+    retry_to_queue = {"x-dead-letter-exchange": "", "x-dead-letter-routing-key": queue}
+    if queue_type == "classic":
+        return [(dead_letter_queue(queue), None), (retry_queue(queue), retry_to_queue), (queue, None)]
+    quorum = {"x-queue-type": "quorum"}
+    safe_dead_lettering = {"x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish"}
+    return [
+        (dead_letter_queue(queue), quorum),
+        (retry_queue(queue), {**quorum, **retry_to_queue, **safe_dead_lettering}),
+        (queue, {**quorum, "x-delivery-limit": delivery_limit, "x-dead-letter-exchange": "",
+                 "x-dead-letter-routing-key": dead_letter_queue(queue), **safe_dead_lettering}),
+    ]
+
+
 class Bus:
     def __init__(self, url: str, service: str, *, prefetch: int = 64, max_retries: int = 5,
-                 retry_delay_ms: int = 500):
+                 retry_delay_ms: int = 500, queue_type: str | None = None, delivery_limit: int | None = None):
         self.url = url
         self.service = service
+        self.queue_type, self.delivery_limit = queue_settings(queue_type, delivery_limit)
         self.prefetch = prefetch
         self.max_retries = max_retries
         self.retry_delay_ms = retry_delay_ms
@@ -126,11 +169,12 @@ class Bus:
         for name in EVENT_TYPES:
             await self._exchange(name)
         for event_name, queue in durable_queues():
-            await channel.declare_queue(dead_letter_queue(queue), durable=True)
-            await channel.declare_queue(retry_queue(queue), durable=True, arguments={
-                "x-dead-letter-exchange": "", "x-dead-letter-routing-key": queue})
-            q = await channel.declare_queue(queue, durable=True)
+            for name, arguments in self.queue_arguments(queue):
+                q = await channel.declare_queue(name, durable=True, arguments=arguments)
             await q.bind(self._exchanges[event_name], routing_key="#")
+
+    def queue_arguments(self, queue: str) -> list[tuple[str, dict | None]]:
+        return durable_queue_arguments(queue, self.queue_type, self.delivery_limit)
 
     async def _exchange(self, name: str) -> AbstractExchange:
         exchange = self._exchanges.get(name)
@@ -185,7 +229,8 @@ class Bus:
         for sub in self._subscriptions:
             channel = await self.connection.channel()
             await channel.set_qos(prefetch_count=sub.prefetch)
-            queue = await channel.declare_queue(sub.queue, durable=True)
+            queue = await channel.declare_queue(sub.queue, durable=True,
+                                                arguments=dict(self.queue_arguments(sub.queue))[sub.queue])
             tag = await queue.consume(self._consumer(sub))
             self._durable_consumers.append((sub, queue, tag))
             log.info("consuming", queue=sub.queue)

@@ -26,7 +26,8 @@ async def depths(url: str) -> dict[str, int]:
         channel = await connection.channel()
         result = {}
         for _, queue in durable_queues():
-            q = await channel.declare_queue(dead_letter_queue(queue), durable=True)
+            # passive: never create one, nor clash with the queue type the services declared
+            q = await channel.declare_queue(dead_letter_queue(queue), passive=True)
             result[q.name] = q.declaration_result.message_count
         return result
     finally:
@@ -38,14 +39,14 @@ async def show(url: str, queue: str, limit: int = 20) -> list[dict]:
     shown = []
     try:
         channel = await connection.channel()
-        dlq = await channel.declare_queue(dead_letter_queue(queue), durable=True)
+        dlq = await channel.declare_queue(dead_letter_queue(queue), passive=True)
         held = []
         for _ in range(limit):
             message = await dlq.get(no_ack=False, fail=False)
             if message is None:
                 break
             held.append(message)
-            shown.append({"reason": (message.headers or {}).get("x-dead-letter-reason"),
+            shown.append({"reason": _reason(message.headers or {}),
                           "at": (message.headers or {}).get("x-dead-lettered-at"),
                           "type": message.type, "body": message.body.decode(errors="replace")[:2000]})
         for message in held:
@@ -55,19 +56,28 @@ async def show(url: str, queue: str, limit: int = 20) -> list[dict]:
     return shown
 
 
+def _reason(headers: dict) -> str | None:
+    """Ours, or the broker's (a quorum queue's delivery limit: ``x-death``)."""
+    if headers.get("x-dead-letter-reason"):
+        return headers["x-dead-letter-reason"]
+    for death in headers.get("x-death") or []:
+        return f"broker: {death.get('reason')} in {death.get('queue')} after {death.get('count')}"
+    return None
+
+
 async def replay(url: str, queue: str) -> int:
     """Move every dead-lettered message of ``queue`` back to it, with a fresh retry budget."""
     connection = await aio_pika.connect_robust(url)
     moved = 0
     try:
         channel = await connection.channel(publisher_confirms=True)
-        dlq = await channel.declare_queue(dead_letter_queue(queue), durable=True)
+        dlq = await channel.declare_queue(dead_letter_queue(queue), passive=True)
         while True:
             message = await dlq.get(no_ack=False, fail=False)
             if message is None:
                 break
             headers = {k: v for k, v in (message.headers or {}).items()
-                       if not k.startswith("x-dead-") and k not in ("x-attempt", "x-original-queue")}
+                       if not k.startswith("x-dead") and k not in ("x-attempt", "x-original-queue")}
             await channel.default_exchange.publish(Message(
                 message.body, content_type=message.content_type, type=message.type,
                 message_id=message.message_id, correlation_id=message.correlation_id, headers=headers,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import socket
-from typing import Annotated, ClassVar
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import AliasChoices, BeforeValidator, Field, create_model
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -73,6 +73,10 @@ class ServiceSettings(BaseSettings):
     bus_max_retries: int = Field(5, validation_alias="BUS_MAX_RETRIES")
     bus_retry_delay_ms: int = Field(500, validation_alias="BUS_RETRY_DELAY_MS")
     bus_prefetch: int = Field(64, validation_alias="BUS_PREFETCH")
+    # classic (one broker node) or quorum (a RabbitMQ cluster; docs/scaling.md), and a quorum
+    # queue's deliveries of one message before it is dead-lettered
+    amqp_queue_type: Literal["classic", "quorum"] = Field("classic", validation_alias="AMQP_QUEUE_TYPE")
+    amqp_delivery_limit: int = Field(20, ge=1, validation_alias="AMQP_DELIVERY_LIMIT")
     db_pool_max: int = Field(10, validation_alias="DB_POOL_MAX")
     # a request body must arrive within this (408 otherwise): a trickled body holds no handler
     body_timeout_s: float = Field(30.0, gt=0, validation_alias="BODY_TIMEOUT_SECONDS")

@@ -328,7 +328,8 @@ def service_context(migrations: Path, *, pool: asyncpg.Pool | None = None, bus: 
         own_bus = bus is None
         app[BUS] = bus or Bus(settings.amqp_url, settings.service, prefetch=settings.bus_prefetch,
                               max_retries=settings.bus_max_retries,
-                              retry_delay_ms=settings.bus_retry_delay_ms)
+                              retry_delay_ms=settings.bus_retry_delay_ms,
+                              queue_type=settings.amqp_queue_type, delivery_limit=settings.amqp_delivery_limit)
         if own_bus:
             await until_reachable("rabbitmq", settings.amqp_url, app[BUS].connect)
         app[HEALTH_CHECKS]["database"] = _check_db

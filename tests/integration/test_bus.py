@@ -31,12 +31,13 @@ def chunk(conversation_id: uuid.UUID, text: str = "hi") -> ev.AiReplyChunkEvent:
                                 reply_id=uuid.uuid4(), reply_seq=2, seq=1, offset=0, text=text)
 
 
-@pytest.fixture
-async def buses(scratch_vhost):
+@pytest.fixture(params=["classic", "quorum"])
+async def buses(request, scratch_vhost):
+    """Buses of one queue type (AMQP_QUEUE_TYPE): every test here runs on both."""
     made: list[Bus] = []
 
     async def make(service: str, **kwargs) -> Bus:
-        bus = Bus(scratch_vhost, service, **kwargs)
+        bus = Bus(scratch_vhost, service, queue_type=request.param, **kwargs)
         await bus.connect()
         made.append(bus)
         return bus
@@ -101,7 +102,7 @@ async def test_a_failing_handler_is_retried_then_dead_lettered_and_can_be_replay
     await wait_for(lambda: len(attempts) == 3)  # the first try and two retries
 
     channel = await analytics.connection.channel()
-    dlq = await channel.declare_queue(dead_letter_queue("ChatbotDeletedEvent.analytics"), durable=True)
+    dlq = await channel.declare_queue(dead_letter_queue("ChatbotDeletedEvent.analytics"), passive=True)
     message = None
     for _ in range(100):
         message = await dlq.get(no_ack=False, fail=False)
@@ -175,7 +176,7 @@ async def test_a_malformed_event_is_dead_lettered_with_a_reason_and_the_consumer
     await wait_for(lambda: got)
     assert got[0].event_id == good.event_id
     channel = await analytics.connection.channel()
-    dlq = await channel.declare_queue(dead_letter_queue("ChatbotDeletedEvent.analytics"), durable=True)
+    dlq = await channel.declare_queue(dead_letter_queue("ChatbotDeletedEvent.analytics"), passive=True)
     message = None
     for _ in range(100):
         message = await dlq.get(fail=False)
