@@ -84,6 +84,11 @@ def real_ip_from(ranges: str) -> str:
     return directives or "# no trusted proxy in front of nginx"
 
 
+def gateway_servers(gateways: str) -> str:
+    """The upstream's server lines for one gateway or several (as the envsh writes them)."""
+    return " ".join(f"server {g} max_fails=1 fail_timeout=5s;" for g in gateways.replace(",", " ").split())
+
+
 def render(profile: str, port: int, gateway: str) -> Path:
     """Render the container's template for a local nginx: the same file, other values."""
     base = _dir(profile)
@@ -91,7 +96,7 @@ def render(profile: str, port: int, gateway: str) -> Path:
         (base / sub).mkdir(parents=True, exist_ok=True)
         (base / sub).chmod(0o777)  # workers run unprivileged when nginx starts as root
     site = (FRONTEND / "nginx.conf.template").read_text()
-    for name, value in {"AVATARCHAT_GATEWAY": gateway, "AVATARCHAT_LISTEN": f"127.0.0.1:{port}",
+    for name, value in {"AVATARCHAT_GATEWAY_SERVERS": gateway_servers(gateway), "AVATARCHAT_LISTEN": f"127.0.0.1:{port}",
                         "AVATARCHAT_STATIC_ROOT": str(DIST),
                         "AVATARCHAT_ACCESS_LOG": str(base / "log" / "access.log"),
                         "AVATARCHAT_REAL_IP_FROM": real_ip_from(os.environ.get("AVATARCHAT_TRUSTED_PROXIES", ""))

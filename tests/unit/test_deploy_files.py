@@ -267,7 +267,7 @@ def test_postgres_init_script_contract() -> None:
 
 def test_nginx_template() -> None:
     text = NGINX_TEMPLATE.read_text(encoding="utf-8")
-    assert re.search(r"server\s+\$\{AVATARCHAT_GATEWAY\};", text)
+    assert re.search(r"upstream gateway \{\s+\$\{AVATARCHAT_GATEWAY_SERVERS\}", text)
     assert re.search(r"listen\s+\$\{AVATARCHAT_LISTEN\};", text)
     assert re.search(r"root\s+\$\{AVATARCHAT_STATIC_ROOT\};", text)
     assert "auth_request /_frame_policy;" in text and "frame-ancestors $avatarchat_frame_ancestors" in text
@@ -301,7 +301,7 @@ def test_nginx_template() -> None:
     # Only the AVATARCHAT_ placeholders may look like template placeholders: any other ${...} would be
     # left for nginx, which does not support that syntax.
     assert set(re.findall(r"\$\{([A-Za-z0-9_]+)\}", text)) == {
-        "AVATARCHAT_GATEWAY", "AVATARCHAT_LISTEN", "AVATARCHAT_STATIC_ROOT", "AVATARCHAT_REAL_IP_FROM",
+        "AVATARCHAT_GATEWAY_SERVERS", "AVATARCHAT_LISTEN", "AVATARCHAT_STATIC_ROOT", "AVATARCHAT_REAL_IP_FROM",
         "AVATARCHAT_ACCESS_LOG"}
     # no query string (the stream's ?token=) reaches an access log
     log_format = re.search(r"log_format\s+(\w+)([^;]*);", text)
@@ -328,3 +328,50 @@ def test_real_ip_entrypoint_script() -> None:
     ranges = "10.0.0.0/8 172.16.0.0/12,fd00::/8"
     expected = "set_real_ip_from 10.0.0.0/8; set_real_ip_from 172.16.0.0/12; set_real_ip_from fd00::/8;"
     assert rendered(ranges) == real_ip_from(ranges) == expected
+
+
+def test_gateway_servers_from_the_entrypoint_script() -> None:
+    """One gateway (docker-compose.prod.yml) or several (docker-compose.scale.yml) become the
+    upstream's server lines, the same in the container and in scripts/frontend.py."""
+    from scripts.frontend import gateway_servers
+
+    script = ROOT / "frontend" / "docker-entrypoint.d" / "15-avatarchat-real-ip.envsh"
+
+    def rendered(gateways: str) -> str:
+        proc = subprocess.run(["sh", "-c", f". {script} && printf %s \"$AVATARCHAT_GATEWAY_SERVERS\""],
+                              capture_output=True, text=True, env={"AVATARCHAT_GATEWAY": gateways})
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout.strip()
+
+    assert rendered("app:3000") == gateway_servers("app:3000") == "server app:3000 max_fails=1 fail_timeout=5s;"
+    assert rendered("app:3000 gateway-b:3000") == gateway_servers("app:3000,gateway-b:3000") == (
+        "server app:3000 max_fails=1 fail_timeout=5s; server gateway-b:3000 max_fails=1 fail_timeout=5s;")
+
+
+# --- (f) the scale-out overlay ----------------------------------------------------------------
+
+
+def test_the_scale_overlay_runs_every_program_twice_with_the_production_environment() -> None:
+    """docker-compose.scale.yml repeats the production `app` environment (compose 1.29 cannot
+    `extends` it): the two must not drift apart. Every program runs in two containers, and the
+    three broker nodes form one cluster by configuration."""
+    prod = yaml.safe_load((ROOT / "docker-compose.prod.yml").read_text())
+    scale = yaml.safe_load((ROOT / "docker-compose.scale.yml").read_text())
+    production_env = prod["services"]["app"]["environment"]
+    programs: dict[str, int] = {}
+    for name, service in scale["services"].items():
+        env = service.get("environment")
+        if not isinstance(env, dict) or "AVATARCHAT_PROGRAMS" not in env:
+            continue
+        assert {k: v for k, v in env.items() if k in production_env} == production_env, name
+        assert env["AMQP_QUEUE_TYPE"] == "quorum", name
+        for program in env["AVATARCHAT_PROGRAMS"].split(","):
+            programs[program] = programs.get(program, 0) + 1
+    assert programs == {p: 2 for p in ("gateway", "conversation", "ai", "knowledge", "avatar", "analytics")}
+    nodes = [scale["services"][n] for n in ("rabbitmq", "rabbitmq-2", "rabbitmq-3")]
+    assert [n["hostname"] for n in nodes] == ["rabbitmq-1", "rabbitmq-2", "rabbitmq-3"]
+    for node in nodes:
+        script = node["entrypoint"][-1]
+        assert "cluster_formation.peer_discovery_backend = classic_config" in script
+        assert all(f"classic_config.nodes.{i} = rabbit@rabbitmq-{i}" in script for i in (1, 2, 3))
+        assert "pause_minority" in script
