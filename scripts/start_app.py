@@ -1,7 +1,6 @@
 """Start supervisord with supervisord.conf: the container's command, and what `make run` uses.
 
     python -m scripts.start_app [--daemon]
-    python -m scripts.start_app --health   # exit 0 when each chosen program's /health answers 200
 
 ``AVATARCHAT_PROGRAMS`` (comma-separated, default all six) picks which programs this
 instance runs, so one image scales out: e.g. ``gateway`` on two machines, ``ai,knowledge`` on
@@ -81,32 +80,7 @@ def supervisor_env(base: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def healthy(env: dict[str, str]) -> list[str]:
-    """The chosen programs whose /health does not answer 200 on this container's loopback: the
-    health check of a container running some of the programs (docker-compose.scale.yml)."""
-    import urllib.request
-
-    from common.settings import SERVICE_PORTS
-
-    failing = []
-    for program in chosen_programs(env):
-        port = env.get(f"{program.upper()}_PORT", SERVICE_PORTS[program])
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=4) as resp:
-                if resp.status == 200:
-                    continue
-                failing.append(f"{program}: {resp.status}")
-        except Exception as exc:  # noqa: BLE001 - any failure is "not healthy"
-            failing.append(f"{program}: {exc}")
-    return failing
-
-
 def main() -> None:
-    if "--health" in sys.argv:
-        failing = healthy(dict(os.environ))
-        for line in failing:
-            print(line, file=sys.stderr)
-        raise SystemExit(1 if failing else 0)
     problems = config_problems(dict(os.environ))
     if problems:
         for problem in problems:
