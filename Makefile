@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 RUN_ENV := set -a && . .data/run.env && set +a
 TEST_ENV := set -a && . .data/test.env && set +a
 
-.PHONY: install lock run stop status logs test test-deploy bench clean-data
+.PHONY: install lock run stop status logs test test-deploy test-scale bench clean-data
 
 # Every install takes its versions from constraints.txt (see `make lock`).
 $(STAMP): pyproject.toml constraints.txt
@@ -53,6 +53,12 @@ test: install
 test-deploy: install
 	$(PY) -m scripts.frontend ensure-browser
 	$(PY) -m scripts.deploy_test $(PYTEST_ARGS)
+
+## Scaled out for real: docker-compose.scale.yml (two of each program, nginx balancing two
+## gateways, a three-node RabbitMQ cluster with quorum queues), with broker nodes, a gateway and
+## program containers killed under traffic (docs/scaling.md). Reuses test-deploy's image caches.
+test-scale: install
+	$(PY) -m scripts.scale_test $(PYTEST_ARGS)
 
 ## Benchmarks against the running processes; writes docs/benchmarks.md.
 bench: install

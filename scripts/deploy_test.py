@@ -65,8 +65,8 @@ def standin_image(name: str) -> str:
     return f"avatarchat-local/{name}:bookworm"
 
 
-def app_image(target: str) -> str:
-    return f"{IMAGE_PREFIX}/{target}:latest"
+def app_image(target: str, prefix: str = IMAGE_PREFIX) -> str:
+    return f"{prefix}/{target}:latest"
 
 
 # --- 1. docker --------------------------------------------------------------------------------
@@ -180,7 +180,9 @@ def build_standins() -> None:
 
 # --- 4. the real images -----------------------------------------------------------------------
 
-def build_images() -> dict[str, float]:
+def build_images(prefix: str = IMAGE_PREFIX) -> dict[str, float]:
+    """The Dockerfile's targets as ``<prefix>/<target>:latest`` (the scale test builds its own
+    tags, so the two tests never run each other's code)."""
     took = {}
     args = ["--build-arg", f"NODE_IMAGE={standin_image('node')}",
             "--build-arg", f"PYTHON_IMAGE={standin_image('python')}",
@@ -191,14 +193,15 @@ def build_images() -> dict[str, float]:
     env = {**os.environ, "DOCKER_BUILDKIT": "1"}
     for target in ("app", "frontend-nginx", "postgres"):
         started = time.monotonic()
-        run(DOCKER, "build", "--progress=plain", "--target", target, *args, "-t", app_image(target), str(ROOT),
-            env=env, stdout=subprocess.DEVNULL, stderr=(WORK / f"build-{target}.log").open("w"))
+        log = WORK / f"build-{prefix}-{target}.log"
+        run(DOCKER, "build", "--progress=plain", "--target", target, *args, "-t", app_image(target, prefix),
+            str(ROOT), env=env, stdout=subprocess.DEVNULL, stderr=log.open("w"))
         took[target] = round(time.monotonic() - started, 1)
-        say(f"{app_image(target)}: {took[target]:.1f} s (log: .data/deploy/build-{target}.log)")
+        say(f"{app_image(target, prefix)}: {took[target]:.1f} s (log: {log.relative_to(ROOT)})")
     return took
 
 
-def _ca_never_in_an_image() -> None:
+def _ca_never_in_an_image(prefix: str = IMAGE_PREFIX) -> None:
     """The CA bundle was a build secret: no layer of any image holds a copy of it."""
     if not CA_BUNDLE.exists():
         return
@@ -206,11 +209,11 @@ def _ca_never_in_an_image() -> None:
     # the first base64 line of its last certificate (a machine's own CA is usually appended)
     marker = lines[max(i for i, line in enumerate(lines) if "BEGIN CERTIFICATE" in line) + 1]
     for target in ("app", "frontend-nginx"):
-        found = subprocess.run([DOCKER, "run", "--rm", "--entrypoint", "sh", app_image(target), "-c",
+        found = subprocess.run([DOCKER, "run", "--rm", "--entrypoint", "sh", app_image(target, prefix), "-c",
                                 "grep -rlF \"$0\" /run/secrets /src /app /usr/share/nginx/html 2>/dev/null | head -1",
                                 marker], capture_output=True, text=True).stdout.strip()
         if found:
-            sys.exit(f"the CA bundle ended up in {app_image(target)}: {found}")
+            sys.exit(f"the CA bundle ended up in {app_image(target, prefix)}: {found}")
 
 
 def _remove_leftovers() -> None:

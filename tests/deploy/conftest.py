@@ -114,13 +114,20 @@ def multipart(fields: dict[str, str], file_field: str, filename: str, content: b
 
 @dataclass
 class Deployment:
+    """A compose project this suite starts and removes. The scale test (tests/scale) uses the same
+    class with its own project, files, services, label and artifacts."""
     env: dict[str, str]
     measured: dict[str, str] = field(default_factory=dict)
+    project: str = PROJECT
+    label: str = LABEL
+    files: tuple[Path, ...] = (ROOT / "docker-compose.prod.yml", HERE / "docker-compose.override.yml")
+    services: tuple[str, ...] = SERVICES
+    artifacts: Path = ARTIFACTS
+    work: Path = WORK
 
     # --- compose -------------------------------------------------------------------------
     def compose(self, *args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:
-        cmd = ["docker-compose", "-p", PROJECT, "-f", str(ROOT / "docker-compose.prod.yml"),
-               "-f", str(HERE / "docker-compose.override.yml"), *args]
+        cmd = ["docker-compose", "-p", self.project, *(arg for f in self.files for arg in ("-f", str(f))), *args]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT,
                               env={**os.environ, **self.env})
         if check and proc.returncode != 0:
@@ -137,7 +144,8 @@ class Deployment:
                       self.container(service), check=False)
         return proc.stdout.strip()
 
-    def wait_healthy(self, services=SERVICES, timeout: float = 240) -> float:
+    def wait_healthy(self, services=None, timeout: float = 240) -> float:
+        services = services or self.services
         started = time.monotonic()
         states = {}
         while time.monotonic() - started < timeout:
@@ -159,11 +167,11 @@ class Deployment:
         return self.compose(*args, check=False).stdout
 
     def logs_tail(self) -> str:
-        return "\n".join(f"--- {s}\n{self.logs(s, tail=30)}" for s in SERVICES)
+        return "\n".join(f"--- {s}\n{self.logs(s, tail=30)}" for s in self.services)
 
     # --- what the suite adds: the proxy, the operator's LLM, clients -------------------------
     def run_extra(self, name: str, *args: str) -> str:
-        return docker("run", "-d", "--name", f"{PROJECT}-{name}", "--label", LABEL, *args).stdout.strip()
+        return docker("run", "-d", "--name", f"{self.project}-{name}", "--label", self.label, *args).stdout.strip()
 
     def start_edge(self) -> None:
         """The proxy stand-in and the clients behind it, and the operator's LLM server."""
@@ -215,10 +223,10 @@ class Deployment:
 
     def record(self, name: str, value: str) -> None:
         self.measured[name] = value
-        path = WORK / "measured.json"
+        path = self.work / "measured.json"
         data = json.loads(path.read_text()) if path.exists() else {}
         data[name] = value
-        WORK.mkdir(parents=True, exist_ok=True)
+        self.work.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(data, indent=2))
 
     def compose_subnet(self) -> ipaddress.IPv4Network:
@@ -227,20 +235,20 @@ class Deployment:
 
     # --- teardown --------------------------------------------------------------------------
     def save_logs(self) -> None:
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        for service in SERVICES:
-            (ARTIFACTS / f"{service}.log").write_text(self.logs(service))
+        self.artifacts.mkdir(parents=True, exist_ok=True)
+        for service in self.services:
+            (self.artifacts / f"{service}.log").write_text(self.logs(service))
 
     def remove_everything(self) -> None:
         """Every container and network this suite made, the compose stack and its volumes.
         Images stay (they are the cache)."""
-        extras = docker("ps", "-aq", "--filter", f"label={LABEL}", check=False).stdout.split()
+        extras = docker("ps", "-aq", "--filter", f"label={self.label}", check=False).stdout.split()
         if extras:
             docker("rm", "-f", "-v", *extras, check=False)
         self.compose("down", "-v", "--remove-orphans", "--timeout", "20", check=False)
-        for net in docker("network", "ls", "-q", "--filter", f"label={LABEL}", check=False).stdout.split():
+        for net in docker("network", "ls", "-q", "--filter", f"label={self.label}", check=False).stdout.split():
             docker("network", "rm", net, check=False)
-        for volume in docker("volume", "ls", "-q", "--filter", f"label={LABEL}", check=False).stdout.split():
+        for volume in docker("volume", "ls", "-q", "--filter", f"label={self.label}", check=False).stdout.split():
             docker("volume", "rm", "-f", volume, check=False)
 
 

@@ -35,6 +35,8 @@ class Visitor:
     ended: dict[str, float] = field(default_factory=dict)    # reply id -> monotonic time of message.end
     failed: set[str] = field(default_factory=set)            # reply ids (or message ids) the visitor saw fail
     end_order: list[str] = field(default_factory=list)       # reply ids in the order their end arrived
+    ends_repeated: int = 0                                   # a reply's message.end seen again (shown twice)
+    unavailable: int = 0                                     # 503s (the platform said: not now)
     reconnects: int = 0
     last_event_id: str | None = None
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
@@ -113,7 +115,9 @@ class Visitor:
         reply_id = data.get("reply_id")
         if name == "message.start" and data.get("message_id"):
             self.reply_of[reply_id] = data["message_id"]
-        elif name == "message.end" and reply_id not in self.ended:
+        elif name == "message.end" and reply_id in self.ended:
+            self.ends_repeated += 1
+        elif name == "message.end":
             self.ended[reply_id] = time.monotonic()
             self.end_order.append(reply_id)
         elif name == "error":
@@ -136,6 +140,8 @@ class Visitor:
                         return sent
                     if resp.status == 429:  # sending quickly: the visitor waits, as the widget asks
                         self.throttled += 1
+                    elif resp.status == 503:
+                        self.unavailable += 1
                     elif resp.status not in (502, 503, 504):
                         raise AssertionError(f"message refused with {resp.status}: {body}")
                     wait = float(resp.headers.get("Retry-After") or delay)
