@@ -11,14 +11,13 @@ everything it started (also on failure). Cached images stay.
 """
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 import time
 
 from scripts import deploy_test
-from scripts.deploy_test import DOCKER, ROOT, TIMINGS, phase, say
+from scripts.deploy_test import DOCKER, ROOT, phase
 
 WORK = ROOT / ".data" / "scale"
 IMAGE_PREFIX = "avatarchat-scaletest"
@@ -55,14 +54,7 @@ def main() -> int:
             finally:
                 _remove_leftovers()
     finally:
-        total = time.monotonic() - started
-        say("timings:")
-        for name, took in TIMINGS:
-            say(f"  {name:<40} {took:7.1f} s")
-        say(f"  {'total':<40} {total:7.1f} s")
-        if measured.exists():
-            for name, value in json.loads(measured.read_text()).items():
-                say(f"  measured: {name:<40} {value}")
+        deploy_test.report_timings(started, measured)
     return status
 
 

@@ -112,6 +112,24 @@ def multipart(fields: dict[str, str], file_field: str, filename: str, content: b
     return b"".join(parts), f"multipart/form-data; boundary={boundary}"
 
 
+def create_shop(public: Http, admin_key: str) -> dict:
+    """Admin creates a tenant, the tenant a chatbot, and uploads its FAQ: all through the public URL."""
+    from scripts.seed import DEMO_CHATBOT, FAQ
+
+    status, tenant, _ = public.call("POST", "/api/v1/admin/tenants", key=admin_key,
+                                    json_body={"name": "Northwind Bikes"})
+    assert status == 201, tenant
+    key = tenant["api_key"]["key"]
+    status, chatbot, _ = public.call("POST", "/api/v1/chatbots", key=key, json_body=DEMO_CHATBOT)
+    assert status == 201, chatbot
+    body, content_type = multipart({"title": "Northwind Bikes FAQ"}, "file", "northwind-faq.md",
+                                   FAQ.read_bytes(), "text/markdown")
+    base = f"/api/v1/chatbots/{chatbot['id']}/knowledge/documents"
+    status, document, _ = public.call("POST", base, key=key, data=body, headers={"Content-Type": content_type})
+    assert status == 202, document
+    return {"tenant": tenant["tenant"], "key": key, "chatbot": chatbot, "document": document}
+
+
 @dataclass
 class Deployment:
     """A compose project this suite starts and removes. The scale test (tests/scale) uses the same

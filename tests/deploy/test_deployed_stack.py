@@ -17,10 +17,10 @@ import aiohttp
 import pytest
 from playwright.async_api import async_playwright, expect
 
-from scripts.seed import DEMO_CHATBOT, FAQ
+from scripts.seed import DEMO_CHATBOT
 from services.avatar.default_avatar import build_glb
 from tests.deploy.conftest import (APP_IMAGE, CLIENT_IPS, COMPOSE_NET, DB_SERVICES, DOCKER, LABEL, POSTGRES_IMAGE,
-                                   PROJECT, PROXY_IP, PUBLIC_URL, ROOT, Deployment, Http, docker, multipart)
+                                   PROJECT, PROXY_IP, PUBLIC_URL, ROOT, Deployment, Http, create_shop, docker, multipart)
 from tests.e2e.conftest import SseStream
 from tests.e2e.test_widget_browser import CHROMIUM_ARGS
 
@@ -33,19 +33,7 @@ INTERNAL_PORTS = (3010, 3020, 3030, 3040, 3050)
 @pytest.fixture(scope="session")
 def shop(deployment: Deployment, public: Http) -> dict:
     """Admin creates a tenant, the tenant a chatbot, and uploads its FAQ: all through the proxy."""
-    admin_key = deployment.env["SERVICE_PASSWORD_ADMINKEY"]
-    status, tenant, _ = public.call("POST", "/api/v1/admin/tenants", key=admin_key,
-                                    json_body={"name": "Northwind Bikes"})
-    assert status == 201, tenant
-    key = tenant["api_key"]["key"]
-    status, chatbot, _ = public.call("POST", "/api/v1/chatbots", key=key, json_body=DEMO_CHATBOT)
-    assert status == 201, chatbot
-    body, content_type = multipart({"title": "Northwind Bikes FAQ"}, "file", "northwind-faq.md",
-                                   FAQ.read_bytes(), "text/markdown")
-    base = f"/api/v1/chatbots/{chatbot['id']}/knowledge/documents"
-    status, document, _ = public.call("POST", base, key=key, data=body, headers={"Content-Type": content_type})
-    assert status == 202, document
-    return {"tenant": tenant["tenant"], "key": key, "chatbot": chatbot, "document": document}
+    return create_shop(public, deployment.env["SERVICE_PASSWORD_ADMINKEY"])
 
 
 def test_every_container_is_healthy_and_only_the_proxy_is_published(deployment: Deployment):

@@ -17,13 +17,12 @@ import time
 import aiohttp
 import pytest
 
-from scripts.seed import DEMO_CHATBOT, FAQ
-from tests.deploy.conftest import Http, docker, multipart
+from tests.deploy.conftest import Http, create_shop, docker
 from tests.faults.test_faults import outcomes
 from tests.faults.traffic import Traffic
 from tests.scale.conftest import BROKERS, GATEWAYS, PROGRAM_CONTAINERS, PUBLIC_URL, ScaleDeployment
 
-pytestmark = pytest.mark.timeout(900)
+pytestmark = pytest.mark.timeout(1500)  # the first test starts the stack (its fixture)
 VISITORS = 12        # at a time; together about 3 messages a second through nginx
 RATE = 3.0
 STEADY_S = 8         # traffic before each fault
@@ -35,22 +34,13 @@ FIGURES: dict[str, dict] = {}
 def shop(scaled: ScaleDeployment, public: Http) -> dict:
     """A tenant, its chatbot (answering from the operator's LLM) with its FAQ uploaded, and a
     crawl of a small site started: the knowledge replicas share the ingestion."""
-    status, tenant, _ = public.call("POST", "/api/v1/admin/tenants", key=scaled.env["SERVICE_PASSWORD_ADMINKEY"],
-                                    json_body={"name": "Northwind Bikes"})
-    assert status == 201, tenant
-    key = tenant["api_key"]["key"]
-    status, chatbot, _ = public.call("POST", "/api/v1/chatbots", key=key, json_body=DEMO_CHATBOT)
-    assert status == 201, chatbot
-    body, content_type = multipart({"title": "Northwind Bikes FAQ"}, "file", "northwind-faq.md",
-                                   FAQ.read_bytes(), "text/markdown")
+    made = create_shop(public, scaled.env["SERVICE_PASSWORD_ADMINKEY"])
+    key, chatbot = made["key"], made["chatbot"]
     base = f"/api/v1/chatbots/{chatbot['id']}/knowledge"
-    status, document, _ = public.call("POST", base + "/documents", key=key, data=body,
-                                      headers={"Content-Type": content_type})
-    assert status == 202, document
     status, crawl, _ = public.call("POST", base + "/crawls", key=key, json_body={
         "start_url": "http://site/", "max_pages": 5, "max_depth": 2, "rate_per_second": 5})
     assert status == 202, crawl
-    return {"tenant_id": tenant["tenant"]["id"], "key": key, "chatbot": chatbot, "embed_id": chatbot["embed_id"],
+    return {"tenant_id": made["tenant"]["id"], "key": key, "chatbot": chatbot, "embed_id": chatbot["embed_id"],
             "knowledge": base, "crawl": crawl}
 
 
