@@ -51,20 +51,21 @@ class ScaleDeployment(Deployment):
         docker("start", self.container(service))
 
     def running_brokers(self, via: str = "rabbitmq") -> list[str]:
+        # the CLI boots an Erlang VM of its own: minutes on a machine loaded far past its cores
         out = docker("exec", self.container(via), "rabbitmqctl", "-q", "cluster_status", "--formatter", "json",
-                     check=False)
+                     check=False, timeout=600)
         if out.returncode != 0:
             return []
         return sorted(json.loads(out.stdout).get("running_nodes", []))
 
     def queue_types(self) -> dict[str, str]:
         out = docker("exec", self.container("rabbitmq"), "rabbitmqctl", "-q", "list_queues", "name", "type",
-                     "--formatter", "json").stdout
+                     "--formatter", "json", timeout=600).stdout
         return {q["name"]: q["type"] for q in json.loads(out)}
 
     def dead_letters(self) -> dict[str, int]:
         out = docker("exec", self.container("rabbitmq"), "rabbitmqctl", "-q", "list_queues", "name", "messages",
-                     "--formatter", "json").stdout
+                     "--formatter", "json", timeout=600).stdout
         return {q["name"]: q["messages"] for q in json.loads(out) if q["name"].endswith(".dlq")}
 
 
