@@ -11,6 +11,9 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 Provider = Literal["local", "openai", "anthropic"]
 Scope = Literal["full", "read", "chat"]
 Position = Literal["bottom-right", "bottom-left"]
+AvatarLayout = Literal["stage", "compact", "hidden"]
+AVATAR_LAYOUT_DOC = ("How the widget shows the avatar: `stage` (large, above the messages), `compact` (small, in "
+                     "the header) or `hidden` (no avatar). See docs/avatar.md.")
 
 _COLOUR = r"^#[0-9a-fA-F]{6}$"
 # free text may be anything we can store faithfully: no NUL characters
@@ -167,6 +170,7 @@ class ChatbotFields(Strict):
         description="Origins whose pages may use the widget. Empty: any origin.")
     avatar_id: uuid.UUID | None = None
     animation_map_id: uuid.UUID | None = None
+    avatar_layout: AvatarLayout = Field("stage", description=AVATAR_LAYOUT_DOC)
     ai: AiSettings = AiSettings()
     knowledge: KnowledgeSettings = KnowledgeSettings()
 
@@ -214,6 +218,7 @@ class ChatbotPatch(Strict):
     allowed_origins: list[Origin] | None = Field(None, max_length=50)
     avatar_id: uuid.UUID | None = None
     animation_map_id: uuid.UUID | None = None
+    avatar_layout: AvatarLayout | None = Field(None, description=AVATAR_LAYOUT_DOC)
     ai: AiSettingsPatch | None = None
     knowledge: KnowledgeSettingsPatch | None = None
 
@@ -243,6 +248,7 @@ class WidgetConfig(Out):
     placement: Placement
     avatar_model_url: str | None
     animation_map: dict[str, str] = Field(default_factory=dict, description="behaviour -> clip name")
+    avatar_layout: AvatarLayout = Field("stage", description=AVATAR_LAYOUT_DOC)
 
 
 # --- pages -----------------------------------------------------------------------------------

@@ -111,7 +111,8 @@ async def widget_config(ctx: Ctx) -> web.Response:
     body = WidgetConfig(
         embed_id=chatbot["embed_id"], name=chatbot["name"], greeting=config["persona"]["greeting"],
         welcome_message=config.get("welcome_message", ""), suggested_questions=config.get("suggested_questions", []),
-        placement=config["placement"], avatar_model_url=model_url, animation_map=animation_map)
+        placement=config["placement"], avatar_model_url=model_url, animation_map=animation_map,
+        avatar_layout=config.get("avatar_layout", "stage"))
     return cors(json_response(body), origin)
 
 

@@ -37,7 +37,7 @@ const $ = (id) => document.getElementById(id);
 const ui = {
   name: $("bot-name"), status: $("status"), messages: $("messages"), typing: $("typing"),
   suggestions: $("suggestions"), notice: $("notice"), form: $("composer"), input: $("input"),
-  send: $("send"), stop: $("stop"), close: $("close"), avatar: $("avatar"),
+  send: $("send"), stop: $("stop"), close: $("close"), avatar: $("avatar"), stage: $("stage"), app: $("app"),
 };
 
 let config = null;
@@ -488,11 +488,19 @@ async function start() {
     if (ok) openStream();
     else session = null;
   }
-  createAvatar(ui.avatar, { modelUrl: config.avatar_model_url, animationMap: config.animation_map, reducedMotion })
-    .then((created) => {
-      avatar = created;
-      window.__avatarchat = { ...(window.__avatarchat || {}), avatar: created.kind, clips: created.clips };
-    });
+  const layout = config.avatar_layout || "stage";
+  ui.app.dataset.layout = layout;
+  if (layout === "stage") {
+    ui.stage.hidden = false;
+    ui.stage.appendChild(ui.avatar); // out of the header, large above the messages
+  }
+  if (layout !== "hidden") {
+    createAvatar(ui.avatar, { modelUrl: config.avatar_model_url, animationMap: config.animation_map, reducedMotion })
+      .then((created) => {
+        avatar = created;
+        window.__avatarchat = { ...(window.__avatarchat || {}), avatar: created.kind, clips: created.clips };
+      });
+  }
   window.parent.postMessage({ type: "avatarchat:ready" }, "*");
 }
 
