@@ -2,12 +2,16 @@
 any model, the chatbot's avatar layout, lip-sync. Models come from tests/support/models.py."""
 from __future__ import annotations
 
+import re
+
 import aiohttp
 import pytest
+from aiohttp.test_utils import TestServer
 from playwright.async_api import expect
 
 from tests.e2e.test_widget_browser import ARTIFACTS, browser  # noqa: F401 - the browser fixture
 from tests.support.models import SampleModel, third_party_models
+from tests.unit.ai.ai_fakes import FakeProvider, Slow, openai_app
 
 pytestmark = pytest.mark.e2e
 
@@ -119,3 +123,118 @@ async def test_each_avatar_layout_at_desktop_and_phone(api, stack, site, browser
         await expect(page.locator("#input")).to_be_visible()
         await page.screenshot(path=str(ARTIFACTS / f"layout-{layout}-{name}.png"))
         await ctx.close()
+
+
+# --- lip-sync ---------------------------------------------------------------------------------
+
+STORY = ("Thanks for asking! Our workshop is open from Monday to Friday, nine to six, and on Saturday from "
+         "ten until five. Bring your bike in for a quick check of the brakes, gears and tyres; most repairs "
+         "are done the same day, and we will phone you when it is ready to collect.")
+
+
+@pytest.fixture
+async def story_openai():
+    """An OpenAI-compatible model on loopback that tells STORY a few words at a time."""
+    words = STORY.split(" ")
+    pieces = [" ".join(words[i:i + 2]) + " " for i in range(0, len(words), 2)]
+    fake = FakeProvider(script=[Slow(pieces, gap_s=0.12)] * 4)
+    server = TestServer(openai_app(fake), host="127.0.0.1")
+    await server.start_server()
+    fake.server = server
+    yield fake
+    await server.close()
+
+
+SAMPLER = """() => { window.__mouthLog = []; const t0 = performance.now();
+    window.__sampler = setInterval(() => {
+      const answer = [...document.querySelectorAll('.message.assistant:not(.greeting)')].at(-1);
+      window.__mouthLog.push({t: performance.now() - t0, weights: window.__avatarchat.mouth().weights,
+        text: answer ? answer.querySelector('.text').textContent.length : 0,
+        ended: Boolean(answer && answer.querySelector('.actions'))});
+    }, 25); }"""
+
+
+async def slow_bot(api, stack, provider) -> dict:
+    tenant = await api.tenant(stack.admin_key)
+    key = tenant["api_key"]["key"]
+    await api.call("PUT", "/api/v1/provider-keys/openai", key=key,
+                   json={"api_key": "sk-test-0000000000", "base_url": provider.url + "/v1"})
+    chatbot = await api.chatbot(key, ai={"provider": "openai", "model": "gpt-4o-mini"})
+    return {"key": key, "chatbot": chatbot, "embed_id": chatbot["embed_id"]}
+
+
+async def ask_and_record(page, question: str) -> list[dict]:
+    await page.evaluate(SAMPLER)
+    await page.locator("#input").fill(question)
+    await page.locator("#input").press("Enter")
+    answer = page.locator(".message.assistant:not(.greeting)").last
+    await expect(answer.locator(".actions")).to_be_visible(timeout=30_000)  # message.end arrived
+    await page.wait_for_timeout(700)
+    return await page.evaluate("clearInterval(window.__sampler) || window.__mouthLog")
+
+
+def dominant(weights: dict) -> str | None:
+    name, weight = max(weights.items(), key=lambda kv: kv[1], default=(None, 0))
+    return name if weight > 0.5 else None
+
+
+async def test_the_default_robot_lip_syncs_a_streamed_reply_and_stops_when_it_ends(api, stack, site, browser,  # noqa: F811
+                                                                                   story_openai):
+    bot = await slow_bot(api, stack, story_openai)
+    page = await chat_frame(browser, site, bot, DESKTOP_PANEL)
+    assert await page.evaluate("window.__avatarchat.mouth().mode") == "visemes"
+    log = await ask_and_record(page, "Tell me a long story")
+    streaming = [s for s in log if s["text"] > 0 and not s["ended"]]
+    assert len(streaming) > 40, len(log)  # the reply streamed for a few seconds
+    shapes = [dominant(s["weights"]) for s in streaming]
+    assert len({s for s in shapes if s}) >= 6, shapes  # many different mouth shapes, not one loop
+    changes = sum(1 for a, b in zip(shapes, shapes[1:]) if a != b)
+    assert changes >= 20, shapes  # and they keep changing with the words
+    assert sum(1 for s in shapes if s) >= len(shapes) / 3, shapes  # the mouth is mostly moving
+    ended_at = next(s["t"] for s in log if s["ended"])
+    after = [s for s in log if s["t"] > ended_at + 300]
+    assert after and all(max(s["weights"].values()) < 0.02 for s in after), after[:3]  # closed and still
+    assert page.errors == []
+
+
+async def test_prefers_reduced_motion_keeps_the_mouth_still(api, stack, site, browser, story_openai):  # noqa: F811
+    bot = await slow_bot(api, stack, story_openai)
+    page = await chat_frame(browser, site, bot, DESKTOP_PANEL, reduced_motion="reduce")
+    log = await ask_and_record(page, "Tell me a long story")
+    assert any(s["text"] for s in log)
+    assert all(max(s["weights"].values()) == 0 for s in log)
+
+
+async def test_a_model_with_nothing_to_move_its_mouth_idles_and_shows_the_text(api, stack, site, browser, bot):  # noqa: F811
+    await show(api, bot, third_party_models()[0])  # no visemes, no jaw, no clips
+    page = await chat_frame(browser, site, bot, DESKTOP_PANEL)
+    assert await page.evaluate("window.__avatarchat.mouth().mode") == "none"
+    await page.locator("#input").fill("hello")
+    await page.locator("#input").press("Enter")
+    await expect(page.locator(".message.assistant:not(.greeting) .text").last).to_have_text("Hello from Acme!")
+    assert page.errors == []
+
+
+async def test_viseme_events_follow_the_text_offsets(api, stack, bot):
+    conv = await api.conversation(bot["embed_id"])
+    stream = await api.stream(bot["embed_id"], conv)
+    status, _ = await api.say(bot["embed_id"], conv, "hello there, how are you today?", "c1")
+    assert status == 202
+    events = await stream.until("message.end")
+    stream.response.close()
+    text = next(e.data["text"] for e in events if e.event == "message.end")
+    delivered = 0
+    covered: set[int] = set()
+    for event in events:
+        if event.event == "message.delta":
+            delivered = max(delivered, event.data["offset"] + len(event.data["text"]))
+        elif event.event == "avatar.visemes":
+            assert event.id is None  # a reconnect resumes from the text, not from these
+            for viseme, offset, ms in event.data["visemes"]:
+                assert offset < len(text) and ms > 0
+                assert offset < delivered  # never ahead of the text
+                if viseme != "sil":
+                    assert text[offset].isalnum(), (offset, text)  # a word's first letter
+                    covered.add(offset)
+    word_starts = {m.start() for m in re.finditer(r"\w+", text)}
+    assert word_starts <= covered, (word_starts - covered, text)

@@ -4,6 +4,7 @@
 import * as THREE from "three";
 import { GLTFLoader } from "three/examples/jsm/loaders/GLTFLoader.js";
 import { analyse } from "./framing.js";
+import { LipSync, findMouth } from "./lipsync.js";
 
 const FADE_S = 0.35;
 
@@ -57,6 +58,8 @@ export async function createAvatar(container, { modelUrl, animationMap, reducedM
   const framing = analyse(gltf.scene);
   let view = "full";
 
+  const mouth = findMouth(gltf.scene);
+  const lipsync = new LipSync(mouth);
   const mixer = new THREE.AnimationMixer(gltf.scene);
   const clipNames = gltf.animations.map((clip) => clip.name);
   const actions = new Map(gltf.animations.map((clip) => [clip.name, mixer.clipAction(clip)]));
@@ -117,7 +120,9 @@ export async function createAvatar(container, { modelUrl, animationMap, reducedM
   function loop() {
     frame = 0;
     if (!running()) return;
-    mixer.update(reducedMotion ? 0 : clock.getDelta());
+    const delta = clock.getDelta();
+    mixer.update(reducedMotion ? 0 : delta);
+    lipsync.update(performance.now(), delta); // after the clips, so the mouth follows the words
     renderer.render(scene, camera);
     frame = requestAnimationFrame(loop);
   }
@@ -155,6 +160,7 @@ export async function createAvatar(container, { modelUrl, animationMap, reducedM
   window.__avatarchat = {
     ...(window.__avatarchat || {}),
     framing: { up: framing.up, head: framing.head },
+    mouth: () => ({ mode: mouth.mode, weights: mouth.read() }),
     project(points) {
       gltf.scene.updateMatrixWorld(true);
       return projected(points.map(([x, y, z]) => new THREE.Vector3(x, y, z).applyMatrix4(gltf.scene.matrixWorld)));
@@ -173,6 +179,14 @@ export async function createAvatar(container, { modelUrl, animationMap, reducedM
   return {
     kind: "3d",
     clips: clipNames,
+    lipsync: mouth.mode,
+    /** Mouth shapes for words that just appeared (not under prefers-reduced-motion). */
+    speak(track) {
+      if (!reducedMotion && mouth.mode !== "none") lipsync.speak(track);
+    },
+    hush() {
+      lipsync.hush();
+    },
     get clip() {
       return currentName;
     },
@@ -196,6 +210,7 @@ export async function createAvatar(container, { modelUrl, animationMap, reducedM
     },
     setVisible(open) {
       panelOpen = open;
+      if (!open) lipsync.hush();
       wake();
     },
   };
@@ -224,6 +239,9 @@ function createPortrait(container) {
       return clip;
     },
     rendering: false,
+    lipsync: "none",
+    speak() {},
+    hush() {},
     talk() {
       clearTimeout(timer);
       set("talk");

@@ -194,6 +194,7 @@ function openStream() {
   stream.addEventListener("message.start", track(onStart));
   stream.addEventListener("message.delta", track(onDelta));
   stream.addEventListener("avatar.animation", track(onAnimation));
+  stream.addEventListener("avatar.visemes", (event) => onVisemes(JSON.parse(event.data)));
   stream.addEventListener("message.end", track(onEnd));
   stream.addEventListener("error", (event) => {
     if (event.data) {
@@ -269,6 +270,13 @@ function onDelta(data) {
   scrollDown();
 }
 
+function onVisemes(data) {
+  // the mouth shapes of text just shown; none once the reply has ended or was stopped
+  const entry = replies.get(data.reply_id);
+  if (!avatar || !entry || entry.ended || streamingReply !== data.reply_id) return;
+  avatar.speak(data.visemes);
+}
+
 function onAnimation(data) {
   pendingAnimation.set(data.reply_id, data.clip || data.behaviour);
   const entry = replies.get(data.reply_id);
@@ -289,6 +297,7 @@ function onEnd(data) {
   ui.status.textContent = "Online";
   ui.typing.hidden = true;
   if (avatar) {
+    avatar.hush();
     const clip = pendingAnimation.get(data.reply_id);
     if (clip) avatar.perform(clip);
     else avatar.idle();
@@ -309,7 +318,10 @@ function onReplyError(data) {
     entry.el.classList.add("error");
     entry.textEl.textContent = data.message || "Sorry, something went wrong. Please try again.";
   }
-  if (avatar) avatar.idle();
+  if (avatar) {
+    avatar.hush();
+    avatar.idle();
+  }
 }
 
 function renderCitations(entry, citations) {
@@ -417,6 +429,7 @@ ui.input.addEventListener("keydown", (event) => {
 });
 ui.stop.addEventListener("click", async () => {
   if (!streamingReply || !session) return;
+  if (avatar) avatar.hush();
   await api(`/conversations/${session.conversation_id}/replies/${streamingReply}/cancel`, { method: "POST" })
     .catch(() => null);
 });
@@ -498,7 +511,8 @@ async function start() {
     createAvatar(ui.avatar, { modelUrl: config.avatar_model_url, animationMap: config.animation_map, reducedMotion })
       .then((created) => {
         avatar = created;
-        window.__avatarchat = { ...(window.__avatarchat || {}), avatar: created.kind, clips: created.clips };
+        window.__avatarchat = { ...(window.__avatarchat || {}), avatar: created.kind, clips: created.clips,
+          lipsync: created.lipsync };
       });
   }
   window.parent.postMessage({ type: "avatarchat:ready" }, "*");
