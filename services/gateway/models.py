@@ -12,6 +12,19 @@ Provider = Literal["local", "openai", "anthropic"]
 Scope = Literal["full", "read", "chat"]
 Position = Literal["bottom-right", "bottom-left"]
 AvatarLayout = Literal["stage", "compact", "hidden"]
+
+
+def _no_local_voice(value: str | None) -> str | None:
+    if value == "local":
+        raise ValueError("the 'local' voice is not offered: the only offline voice engine (piper) is GPL-3.0; "
+                         "use 'provider' (an OpenAI-compatible /audio/speech) or 'none'. See docs/avatar.md.")
+    return value
+
+
+Voice = Annotated[Literal["none", "provider", "local"], AfterValidator(_no_local_voice)]
+VOICE_DOC = ("Speech for replies: `none` (default) or `provider` (the tenant's, else the platform's "
+             "OpenAI-compatible `/audio/speech`). `local` is refused (docs/avatar.md says why).")
+VoiceName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$", examples=["alloy"])]
 AVATAR_LAYOUT_DOC = ("How the widget shows the avatar: `stage` (large, above the messages), `compact` (small, in "
                      "the header) or `hidden` (no avatar). See docs/avatar.md.")
 
@@ -171,6 +184,9 @@ class ChatbotFields(Strict):
     avatar_id: uuid.UUID | None = None
     animation_map_id: uuid.UUID | None = None
     avatar_layout: AvatarLayout = Field("stage", description=AVATAR_LAYOUT_DOC)
+    voice: Voice = Field("none", description=VOICE_DOC)
+    voice_name: VoiceName = Field("alloy", description="The provider's voice, e.g. `alloy`.")
+    voice_model: VoiceName = Field("tts-1", description="The provider's speech model, e.g. `tts-1`.")
     ai: AiSettings = AiSettings()
     knowledge: KnowledgeSettings = KnowledgeSettings()
 
@@ -219,6 +235,9 @@ class ChatbotPatch(Strict):
     avatar_id: uuid.UUID | None = None
     animation_map_id: uuid.UUID | None = None
     avatar_layout: AvatarLayout | None = Field(None, description=AVATAR_LAYOUT_DOC)
+    voice: Voice | None = Field(None, description=VOICE_DOC)
+    voice_name: VoiceName | None = None
+    voice_model: VoiceName | None = None
     ai: AiSettingsPatch | None = None
     knowledge: KnowledgeSettingsPatch | None = None
 
@@ -249,6 +268,7 @@ class WidgetConfig(Out):
     avatar_model_url: str | None
     animation_map: dict[str, str] = Field(default_factory=dict, description="behaviour -> clip name")
     avatar_layout: AvatarLayout = Field("stage", description=AVATAR_LAYOUT_DOC)
+    voice: bool = Field(False, description="Whether replies can be heard (the widget's speech route).")
 
 
 # --- pages -----------------------------------------------------------------------------------

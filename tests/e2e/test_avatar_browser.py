@@ -10,6 +10,7 @@ from aiohttp.test_utils import TestServer
 from playwright.async_api import expect
 
 from tests.e2e.test_widget_browser import ARTIFACTS, browser  # noqa: F401 - the browser fixture
+from tests.support.fake_tts import FakeTts
 from tests.support.models import SampleModel, third_party_models
 from tests.unit.ai.ai_fakes import FakeProvider, Slow, openai_app
 
@@ -238,3 +239,107 @@ async def test_viseme_events_follow_the_text_offsets(api, stack, bot):
                     covered.add(offset)
     word_starts = {m.start() for m in re.finditer(r"\w+", text)}
     assert word_starts <= covered, (word_starts - covered, text)
+
+
+# --- the voice --------------------------------------------------------------------------------
+
+@pytest.fixture
+async def fake_tts():
+    fake = FakeTts()
+    server = TestServer(fake.app(), host="127.0.0.1")
+    await server.start_server()
+    fake.url = str(server.make_url("/v1"))
+    yield fake
+    await server.close()
+
+
+async def voiced_bot(api, stack, tts: FakeTts) -> dict:
+    tenant = await api.tenant(stack.admin_key)
+    key = tenant["api_key"]["key"]
+    status, body = await api.call("PUT", "/api/v1/provider-keys/openai", key=key,
+                                  json={"api_key": "sk-test-0000000000", "base_url": tts.url})
+    assert status == 200, body
+    chatbot = await api.chatbot(key, voice="provider", voice_name="nova")
+    return {"key": key, "chatbot": chatbot, "embed_id": chatbot["embed_id"]}
+
+
+async def test_voice_is_a_chatbot_setting_and_local_is_refused_with_the_reason(api, stack, bot):
+    chatbot_id = bot["chatbot"]["id"]
+    assert bot["chatbot"]["voice"] == "none"
+    status, body = await api.call("PATCH", f"/api/v1/chatbots/{chatbot_id}", key=bot["key"], json={"voice": "local"})
+    assert status == 422 and "GPL" in str(body["error"]["details"]), body
+    status, body = await api.call("PATCH", f"/api/v1/chatbots/{chatbot_id}", key=bot["key"],
+                                  json={"voice_name": "../etc"})
+    assert status == 422, body
+    status, body = await api.call("PATCH", f"/api/v1/chatbots/{chatbot_id}", key=bot["key"], json={"voice": "provider"})
+    assert status == 200 and body["voice"] == "provider"
+    status, config = await api.call("GET", f"/api/widget/v1/{bot['embed_id']}/config")
+    assert config["voice"] is True
+
+
+async def until(page, expression: str, seconds: float = 15) -> None:
+    """Poll ``expression`` in the page (the frame's CSP forbids wait_for_function's eval)."""
+    for _ in range(int(seconds * 10)):
+        if await page.evaluate(expression):
+            return
+        await page.wait_for_timeout(100)
+    raise AssertionError(f"never true: {expression}")
+
+
+VOICE_SAMPLER = """() => { window.__voiceLog = [];
+    window.__voiceSampler = setInterval(() => {
+      const v = window.__avatarchat.voice();
+      const w = window.__avatarchat.mouth().weights;
+      window.__voiceLog.push({...v, open: Math.max(0, ...Object.values(w))});
+    }, 8); }"""
+
+
+async def test_with_voice_on_the_mouth_follows_the_audio_word_by_word(api, stack, site, browser, fake_tts):  # noqa: F811
+    bot = await voiced_bot(api, stack, fake_tts)
+    page = await chat_frame(browser, site, bot, DESKTOP_PANEL)
+    voice = page.locator("#voice")
+    await expect(voice).to_have_attribute("aria-pressed", "false")  # starts muted
+    await voice.click()
+    await expect(voice).to_have_attribute("aria-pressed", "true")
+    await page.evaluate(VOICE_SAMPLER)
+    await page.locator("#input").fill("hello")
+    await page.locator("#input").press("Enter")
+    await expect(page.locator(".message.assistant:not(.greeting) .text").last).to_have_text("Hello from Acme!")
+    await until(page, "window.__voiceLog.some(s => s.playing)")
+    await until(page, "!window.__avatarchat.voice().playing")
+    log = await page.evaluate("clearInterval(window.__voiceSampler) || window.__voiceLog")
+    assert fake_tts.requests[-1]["input"] == "Hello from Acme!" and fake_tts.requests[-1]["voice"] == "nova"
+    assert len(fake_tts.words) == 3
+    # every frame drawn while the voice played, with the audio time it was drawn for: the word
+    # the mouth shows must be the word heard then, give or take 100 ms (a busy machine may draw
+    # few frames, but never a wrong one)
+    frames = {(f["time"], f["offset"]) for s in log if s["playing"] and (f := s["frame"])}
+    assert len(frames) >= 10, frames
+
+    def heard(t: float) -> set:
+        return {offset for offset, start, end in fake_tts.words if start - 0.1 <= t <= end + 0.1}
+
+    for t, offset in sorted(frames):
+        if offset is not None:
+            assert offset in heard(t), (t, offset, fake_tts.words)
+        elif t > fake_tts.words[0][1]:  # at rest: only in a pause, or within 100 ms of one
+            assert not {o for o, start, end in fake_tts.words if start + 0.1 <= t <= end - 0.1}, (t, fake_tts.words)
+    shown = [offset for _, offset in sorted(frames) if offset is not None]
+    words = [o for n, o in enumerate(shown) if n == 0 or o != shown[n - 1]]
+    assert len(words) >= 2 and words == sorted(words), words  # word after word, in order
+    assert max(s["open"] for s in log if s["playing"]) > 0.5  # the mouth really opens
+    assert page.errors == []
+
+
+@pytest.mark.parametrize("mode", ["fail", "slow"])
+async def test_a_failing_or_slow_voice_never_holds_up_the_text(api, stack, site, browser, fake_tts, mode):  # noqa: F811
+    fake_tts.mode = mode
+    bot = await voiced_bot(api, stack, fake_tts)
+    page = await chat_frame(browser, site, bot, DESKTOP_PANEL)
+    await page.locator("#voice").click()
+    await page.locator("#input").fill("hello")
+    await page.locator("#input").press("Enter")
+    answer = page.locator(".message.assistant:not(.greeting)").last
+    await expect(answer.locator(".text")).to_have_text("Hello from Acme!")
+    await expect(answer.locator(".voice-note")).to_have_text("Voice unavailable", timeout=25_000)
+    assert page.errors == []

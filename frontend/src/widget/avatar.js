@@ -187,6 +187,17 @@ export async function createAvatar(container, { modelUrl, animationMap, reducedM
     hush() {
       lipsync.hush();
     },
+    /** Move the mouth with a voice: ``timeline`` from alignToAudio, ``clock`` the audio's time. */
+    follow(timeline, clock) {
+      if (!reducedMotion && mouth.mode !== "none") lipsync.follow(timeline, clock);
+    },
+    get mouthOffset() {
+      return lipsync.offset;
+    },
+    /** The last frame drawn while following a voice: {time (audio seconds), offset (word)}. */
+    get mouthFrame() {
+      return lipsync.frame || null;
+    },
     get clip() {
       return currentName;
     },
@@ -242,6 +253,9 @@ function createPortrait(container) {
     lipsync: "none",
     speak() {},
     hush() {},
+    follow() {},
+    mouthOffset: null,
+    mouthFrame: null,
     talk() {
       clearTimeout(timer);
       set("talk");

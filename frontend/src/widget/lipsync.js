@@ -102,10 +102,20 @@ export class LipSync {
 
   /** More visemes for text that just appeared. */
   speak(track) {
-    for (const [viseme, , ms] of track) this.pending.push([viseme, ms]);
+    if (this.timeline) return; // the voice leads the mouth while it speaks
+    for (const [viseme, offset, ms] of track) this.pending.push([viseme, ms, offset]);
     // keep up with the text: skip the oldest shapes rather than trail behind it
     let waiting = this.pending.reduce((sum, [, ms]) => sum + ms, 0);
     while (waiting > MAX_LAG_MS && this.pending.length > 1) waiting -= this.pending.shift()[1];
+    this.active = true;
+  }
+
+  /** Follow ``timeline`` ([{viseme, offset, start, end}], seconds) on ``clock`` (the audio's
+   * time): the mouth moves with the voice, whatever the frame rate. */
+  follow(timeline, clock) {
+    this.hush();
+    this.timeline = timeline;
+    this.clock = clock;
     this.active = true;
   }
 
@@ -113,17 +123,30 @@ export class LipSync {
   hush() {
     this.pending = [];
     this.current = null;
+    this.timeline = null;
+  }
+
+  /** The word (its text offset) the mouth is on, or null. */
+  get offset() {
+    return this.current ? this.current.offset : null;
   }
 
   update(now, dt) {
-    while (!this.current || now >= this.current.until) {
+    if (this.timeline) {
+      const t = this.clock();
+      const item = this.timeline.find((entry) => t >= entry.start && t < entry.end);
+      this.current = item ? { viseme: item.viseme, until: Infinity, offset: item.offset } : null;
+      this.frame = { time: t, offset: this.offset }; // what this frame shows, at which audio time
+      if (t >= this.timeline[this.timeline.length - 1].end) this.timeline = null;
+    }
+    while (!this.timeline && (!this.current || now >= this.current.until)) {
       const next = this.pending.shift();
       if (!next) {
         this.current = null;
         break;
       }
       const from = this.current && now - this.current.until < 100 ? this.current.until : now;
-      this.current = { viseme: next[0], until: from + next[1] };
+      this.current = { viseme: next[0], until: from + next[1], offset: next[2] };
     }
     const target = this.current ? this.current.viseme : "sil";
     const k = Math.min(1, dt / BLEND_S);
@@ -137,4 +160,70 @@ export class LipSync {
     if (this.active) this.mouth.apply(this.weights);
     this.active = moving || Boolean(this.current); // once closed, leave the mouth to the clips
   }
+}
+
+/**
+ * A reply's viseme track laid on its audio: each word on its own voiced stretch of the audio
+ * when the audio's pauses separate the words, otherwise the whole track stretched over the
+ * speech. Returns [{viseme, offset, start, end}] in seconds.
+ */
+export function alignToAudio(track, buffer) {
+  const words = [];
+  for (const [viseme, offset, ms] of track) {
+    if (viseme === "sil") continue;
+    const last = words[words.length - 1];
+    if (last && last.offset === offset) last.visemes.push([viseme, ms]);
+    else words.push({ offset, visemes: [[viseme, ms]] });
+  }
+  const segments = voicedSegments(buffer);
+  const timeline = [];
+  const lay = (word, start, end) => {
+    const total = word.visemes.reduce((sum, [, ms]) => sum + ms, 0) || 1;
+    let t = start;
+    for (const [viseme, ms] of word.visemes) {
+      const length = ((end - start) * ms) / total;
+      timeline.push({ viseme, offset: word.offset, start: t, end: t + length });
+      t += length;
+    }
+  };
+  if (words.length && segments.length === words.length) {
+    words.forEach((word, i) => lay(word, segments[i][0], segments[i][1]));
+    return timeline;
+  }
+  const start = segments.length ? segments[0][0] : 0;
+  const end = segments.length ? segments[segments.length - 1][1] : buffer.duration;
+  const total = track.reduce((sum, [, , ms]) => sum + ms, 0) || 1;
+  const scale = (end - start) / (total / 1000);
+  let t = start;
+  for (const [viseme, offset, ms] of track) {
+    const length = (ms / 1000) * scale;
+    if (viseme !== "sil") timeline.push({ viseme, offset, start: t, end: t + length });
+    t += length;
+  }
+  return timeline;
+}
+
+/** [start, end] seconds of the stretches where the audio is loud: 10 ms frames, gaps under
+ * 60 ms bridged, blips under 40 ms dropped. */
+export function voicedSegments(buffer) {
+  const data = buffer.getChannelData(0);
+  const frame = Math.max(1, Math.round(buffer.sampleRate / 100));
+  const levels = [];
+  for (let i = 0; i < data.length; i += frame) {
+    let sum = 0;
+    const end = Math.min(data.length, i + frame);
+    for (let j = i; j < end; j += 1) sum += data[j] * data[j];
+    levels.push(Math.sqrt(sum / (end - i)));
+  }
+  const loudest = Math.max(...levels, 0);
+  if (!loudest) return [];
+  const threshold = loudest * 0.08;
+  const segments = [];
+  levels.forEach((level, i) => {
+    if (level < threshold) return;
+    const last = segments[segments.length - 1];
+    if (last && i - last[1] <= 6) last[1] = i + 1;
+    else segments.push([i, i + 1]);
+  });
+  return segments.filter(([a, b]) => b - a >= 4).map(([a, b]) => [(a * frame) / buffer.sampleRate, (b * frame) / buffer.sampleRate]);
 }
