@@ -480,14 +480,17 @@ def build_gltf() -> pygltflib.GLTF2:
             emissiveFactor=srgb(emissive)[:3] if emissive else None))
 
     geometry = {}
-    sphere_positions = uv_sphere()[0]
-    for shape, (pos, nor, idx) in {"sphere": uv_sphere(), "cylinder": cylinder()}.items():
+    # the mouth is small on screen: a coarser sphere keeps its 15 viseme shapes to ~25 KB
+    mouth_sphere = uv_sphere(16, 10)
+    for shape, (pos, nor, idx) in {"sphere": uv_sphere(), "cylinder": cylinder(), "mouth": mouth_sphere}.items():
         geometry[shape] = (w.accessor(pos, "VEC3", target=pygltflib.ARRAY_BUFFER, min_max=True),
                            w.accessor(nor, "VEC3", target=pygltflib.ARRAY_BUFFER),
                            w.accessor(idx, "SCALAR", target=pygltflib.ELEMENT_ARRAY_BUFFER))
     meshes = {}
 
     def mesh(shape: str, material: str) -> int:
+        if material == "mouth":
+            shape = "mouth"
         key = (shape, material)
         if key not in meshes:
             pos, nor, idx = geometry[shape]
@@ -496,11 +499,12 @@ def build_gltf() -> pygltflib.GLTF2:
                                             material=material_index[material])
             extras = None
             if material == "mouth":
-                targets = viseme_targets(sphere_positions)
+                targets = viseme_targets(mouth_sphere[0])
                 primitive.targets = [{"POSITION": w.accessor(delta, "VEC3", target=pygltflib.ARRAY_BUFFER,
                                                              min_max=True)} for _, delta in targets]
                 extras = {"targetNames": [name for name, _ in targets]}
-            gltf.meshes.append(pygltflib.Mesh(name=f"{material}_{shape}", primitives=[primitive], extras=extras,
+            gltf.meshes.append(pygltflib.Mesh(name=material if shape == material else f"{material}_{shape}",
+                                              primitives=[primitive], extras=extras,
                                               weights=[0.0] * len(primitive.targets) if extras else None))
         return meshes[key]
 
