@@ -14,7 +14,7 @@ from common.logging import get_logger
 from common.settings import service_url
 from common.http import internal_session
 from common.web import POOL, SETTINGS, make_app, service_context
-from services.ai import repository
+from services.ai import repository, speech
 from services.ai.keyvault import KeyVault
 from services.ai.knowledge import KnowledgeClient
 from services.ai.pricing import PriceTable
@@ -105,4 +105,5 @@ def create_app(settings: Settings | None = None, *, pool: asyncpg.Pool | None = 
     app.cleanup_ctx.append(service_context(MIGRATIONS, pool=pool, bus=bus, subscribe=_subscribe(settings)))
     app.cleanup_ctx.append(_purge_cache_every(600.0))
     add_routes(app)
+    speech.add_routes(app, REGISTRY)
     return app

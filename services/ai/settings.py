@@ -29,6 +29,9 @@ class Settings(settings_for("ai")):
         watchdog would fail the reply."""
         return max(5.0, self.reply_deadline_s - 30.0)
 
+    # speech (a chatbot's voice "provider"): the whole request, after which the visitor hears nothing
+    tts_timeout_s: float = Field(20.0, validation_alias="AI_TTS_TIMEOUT_SECONDS")
+
     # platform provider keys; a tenant's own key (PUT /internal/tenants/.../provider-keys) wins
     openai_api_key: str | None = Field(None, validation_alias="OPENAI_API_KEY")
     openai_base_url: str | None = Field(None, validation_alias="OPENAI_BASE_URL")

@@ -273,12 +273,8 @@ def clips() -> list[ClipSpec]:
     # talk: the mouth opens and closes irregularly (two rhythms), the head follows (loops)
     c = clip("talk", 2.0)
     _breathing(c, 2)
-
-    def mouth_open(t: float) -> float:
-        return max(0.0, cycle(t, 2, 5)) * 0.7 + max(0.0, cycle(t, 2, 7, 1.3)) * 0.5
-
-    c.scale("Mouth", lambda t: (1 - 0.2 * mouth_open(t), 1 + 3.2 * mouth_open(t), 1.0))
-    c.move("Mouth", lambda t: (0.0, -0.012 * mouth_open(t), 0.0))
+    # the mouth itself follows the words through its viseme shapes (VISEME_SHAPES), so the
+    # loop moves only the head and arms; a model without visemes keeps a talking mouth here
     c.rot("Head", lambda t: (3 * cycle(t, 2, 2), 3 * cycle(t, 2, 1), 2 * cycle(t, 2, 1, 0.7)))
     c.rot("ArmR", lambda t: (-14 - 8 * cycle(t, 2, 2), 0.0, 6))
     c.rot("ArmL", lambda t: (-6 - 4 * cycle(t, 2, 1, 2.0), 0.0, -2))
@@ -419,6 +415,31 @@ def clips() -> list[ClipSpec]:
     return [out[name] for name in BEHAVIOURS]
 
 
+# --- the mouth's viseme shapes ----------------------------------------------------------------
+
+# The 15 Oculus visemes as morph targets of the mouth (a flattened unit sphere): how far it
+# opens (height), widens and rounds (narrower, pushed forward). Named viseme_<name>, as Ready
+# Player Me names them, so the widget drives the default avatar like any model that has them.
+VISEME_SHAPES = {
+    # name: (open, wide, round)
+    "sil": (0.0, 0.0, 0.0), "PP": (-0.5, 0.05, 0.1), "FF": (0.5, 0.15, 0.0), "TH": (0.9, 0.1, 0.0),
+    "DD": (1.2, 0.2, 0.0), "kk": (1.5, 0.1, 0.0), "CH": (1.1, -0.1, 0.6), "SS": (0.6, 0.45, 0.0),
+    "nn": (1.0, 0.15, 0.0), "RR": (1.1, -0.05, 0.5), "aa": (3.4, 0.2, 0.0), "E": (2.2, 0.55, 0.0),
+    "I": (1.4, 0.7, 0.0), "O": (2.6, -0.3, 0.8), "U": (1.4, -0.45, 1.1),
+}
+
+
+def viseme_targets(pos: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    """(name, position displacements) for each viseme shape of a unit-sphere mouth."""
+    out = []
+    for name, (opening, wide, rounding) in VISEME_SHAPES.items():
+        factor = np.array([1 + wide - 0.35 * rounding, 1 + opening, 1 + 1.2 * rounding], dtype=np.float32)
+        moved = pos * factor
+        moved[:, 1] -= 0.35 * opening  # the lower lip drops, the upper stays
+        out.append((f"viseme_{name}", (moved - pos).astype(np.float32)))
+    return out
+
+
 # --- glTF output -----------------------------------------------------------------------------
 
 class _Writer:
@@ -459,20 +480,32 @@ def build_gltf() -> pygltflib.GLTF2:
             emissiveFactor=srgb(emissive)[:3] if emissive else None))
 
     geometry = {}
-    for shape, (pos, nor, idx) in {"sphere": uv_sphere(), "cylinder": cylinder()}.items():
+    # the mouth is small on screen: a coarser sphere keeps its 15 viseme shapes to ~25 KB
+    mouth_sphere = uv_sphere(16, 10)
+    for shape, (pos, nor, idx) in {"sphere": uv_sphere(), "cylinder": cylinder(), "mouth": mouth_sphere}.items():
         geometry[shape] = (w.accessor(pos, "VEC3", target=pygltflib.ARRAY_BUFFER, min_max=True),
                            w.accessor(nor, "VEC3", target=pygltflib.ARRAY_BUFFER),
                            w.accessor(idx, "SCALAR", target=pygltflib.ELEMENT_ARRAY_BUFFER))
     meshes = {}
 
     def mesh(shape: str, material: str) -> int:
+        if material == "mouth":
+            shape = "mouth"
         key = (shape, material)
         if key not in meshes:
             pos, nor, idx = geometry[shape]
             meshes[key] = len(gltf.meshes)
-            gltf.meshes.append(pygltflib.Mesh(name=f"{material}_{shape}", primitives=[pygltflib.Primitive(
-                attributes=pygltflib.Attributes(POSITION=pos, NORMAL=nor), indices=idx,
-                material=material_index[material])]))
+            primitive = pygltflib.Primitive(attributes=pygltflib.Attributes(POSITION=pos, NORMAL=nor), indices=idx,
+                                            material=material_index[material])
+            extras = None
+            if material == "mouth":
+                targets = viseme_targets(mouth_sphere[0])
+                primitive.targets = [{"POSITION": w.accessor(delta, "VEC3", target=pygltflib.ARRAY_BUFFER,
+                                                             min_max=True)} for _, delta in targets]
+                extras = {"targetNames": [name for name, _ in targets]}
+            gltf.meshes.append(pygltflib.Mesh(name=material if shape == material else f"{material}_{shape}",
+                                              primitives=[primitive], extras=extras,
+                                              weights=[0.0] * len(primitive.targets) if extras else None))
         return meshes[key]
 
     parts = character()

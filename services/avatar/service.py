@@ -13,6 +13,7 @@ from common.isolation import IsolatedWorkers, WorkerFailed
 from common.logging import get_logger
 from services.avatar import repository
 from services.avatar.behaviours import BEHAVIOURS, DESCRIPTIONS, guess_animation_map, resolve_clip
+from services.avatar.lipsync import lipsync_summary
 from services.avatar.storage import AvatarStore
 from services.avatar.validation import InvalidModel, Limits, ModelInfo, validate_glb_file
 
@@ -60,6 +61,7 @@ def _info_fields(info: ModelInfo) -> dict:
     data = info.to_dict()
     data.pop("sha256")
     data.pop("size_bytes")
+    data["lipsync"] = lipsync_summary(info)
     return data
 
 

@@ -90,6 +90,8 @@ class ModelInfo:
     clips: list[Clip] = field(default_factory=list)
     morph_targets: list[MorphTargets] = field(default_factory=list)
     generator: str | None = None
+    # a node that opens the mouth when rotated (lip-sync falls back to it without visemes)
+    jaw: str | None = None
 
     @property
     def clip_names(self) -> list[str]:
@@ -398,6 +400,16 @@ def _morph_targets(gltf: pygltflib.GLTF2) -> list[MorphTargets]:
     return found
 
 
+def _jaw(gltf: pygltflib.GLTF2) -> str | None:
+    """The first node named like a jaw (``Jaw``, ``mixamorig:Jaw``, ``CC_Base_JawRoot``), not
+    the end markers some exporters add."""
+    for node in gltf.nodes:
+        name = (node.name or "").lower()
+        if "jaw" in name and not name.endswith("_end") and "end" not in name.rsplit("jaw", 1)[-1]:
+            return node.name
+    return None
+
+
 def validate_glb(data: bytes, limits: Limits = Limits()) -> ModelInfo:
     """Check ``data`` is a .glb the widget can show within ``limits``; raise ``InvalidModel`` if not."""
     if len(data) > limits.max_bytes:
@@ -422,7 +434,7 @@ def validate_glb(data: bytes, limits: Limits = Limits()) -> ModelInfo:
         size_bytes=len(data), sha256=hashlib.sha256(data).hexdigest(), nodes=len(gltf.nodes),
         meshes=len(gltf.meshes), triangles=triangles, textures=len(gltf.textures),
         materials=len(gltf.materials), clips=_clips(gltf, bin_chunk), morph_targets=_morph_targets(gltf),
-        generator=(doc["asset"].get("generator") or None))
+        generator=(doc["asset"].get("generator") or None), jaw=_jaw(gltf))
 
 
 def validate_glb_file(path: str, limits: Limits = Limits()) -> ModelInfo:

@@ -11,6 +11,22 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 Provider = Literal["local", "openai", "anthropic"]
 Scope = Literal["full", "read", "chat"]
 Position = Literal["bottom-right", "bottom-left"]
+AvatarLayout = Literal["stage", "compact", "hidden"]
+
+
+def _no_local_voice(value: str | None) -> str | None:
+    if value == "local":
+        raise ValueError("the 'local' voice is not offered: the only offline voice engine (piper) is GPL-3.0; "
+                         "use 'provider' (an OpenAI-compatible /audio/speech) or 'none'. See docs/avatar.md.")
+    return value
+
+
+Voice = Annotated[Literal["none", "provider", "local"], AfterValidator(_no_local_voice)]
+VOICE_DOC = ("Speech for replies: `none` (default) or `provider` (the tenant's, else the platform's "
+             "OpenAI-compatible `/audio/speech`). `local` is refused (docs/avatar.md says why).")
+VoiceName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$", examples=["alloy"])]
+AVATAR_LAYOUT_DOC = ("How the widget shows the avatar: `stage` (large, above the messages), `compact` (small, in "
+                     "the header) or `hidden` (no avatar). See docs/avatar.md.")
 
 _COLOUR = r"^#[0-9a-fA-F]{6}$"
 # free text may be anything we can store faithfully: no NUL characters
@@ -167,6 +183,10 @@ class ChatbotFields(Strict):
         description="Origins whose pages may use the widget. Empty: any origin.")
     avatar_id: uuid.UUID | None = None
     animation_map_id: uuid.UUID | None = None
+    avatar_layout: AvatarLayout = Field("stage", description=AVATAR_LAYOUT_DOC)
+    voice: Voice = Field("none", description=VOICE_DOC)
+    voice_name: VoiceName = Field("alloy", description="The provider's voice, e.g. `alloy`.")
+    voice_model: VoiceName = Field("tts-1", description="The provider's speech model, e.g. `tts-1`.")
     ai: AiSettings = AiSettings()
     knowledge: KnowledgeSettings = KnowledgeSettings()
 
@@ -214,6 +234,10 @@ class ChatbotPatch(Strict):
     allowed_origins: list[Origin] | None = Field(None, max_length=50)
     avatar_id: uuid.UUID | None = None
     animation_map_id: uuid.UUID | None = None
+    avatar_layout: AvatarLayout | None = Field(None, description=AVATAR_LAYOUT_DOC)
+    voice: Voice | None = Field(None, description=VOICE_DOC)
+    voice_name: VoiceName | None = None
+    voice_model: VoiceName | None = None
     ai: AiSettingsPatch | None = None
     knowledge: KnowledgeSettingsPatch | None = None
 
@@ -243,6 +267,8 @@ class WidgetConfig(Out):
     placement: Placement
     avatar_model_url: str | None
     animation_map: dict[str, str] = Field(default_factory=dict, description="behaviour -> clip name")
+    avatar_layout: AvatarLayout = Field("stage", description=AVATAR_LAYOUT_DOC)
+    voice: bool = Field(False, description="Whether replies can be heard (the widget's speech route).")
 
 
 # --- pages -----------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from aiohttp_sse import EventSourceResponse
 from common import events as ev
 from common import metrics
 from common.logging import get_logger
+from common.visemes import TrackBuilder
 from common.web import ApiError
 
 log = get_logger(__name__)
@@ -158,9 +159,17 @@ class VisitorStream:
         # messages accepted in this conversation whose reply has not started: when one waits
         # past the deadline, the visitor is told, even if no service can say so (an outage)
         self.awaiting: dict[uuid.UUID, float] = {}
+        # lip-sync tracks of the replies streaming now (common/visemes.py)
+        self.visemes: dict[uuid.UUID, TrackBuilder] = {}
 
     async def send(self, event: str, data: dict, event_id: str) -> None:
         await self.resp.send(json.dumps(data, separators=(",", ":")), event=event, id=event_id)
+
+    async def send_visemes(self, reply_id: uuid.UUID, track: list[list]) -> None:
+        """The mouth shapes for text just sent. No id: it changes nothing a reconnect resumes."""
+        if track:
+            await self.resp.send(json.dumps({"reply_id": str(reply_id), "offset": track[0][1], "visemes": track},
+                                            separators=(",", ":")), event="avatar.visemes")
 
     async def send_end(self, event: ev.AiReplyCompletedEvent) -> None:
         if event.reply_id in self.ended:
@@ -236,7 +245,12 @@ class VisitorStream:
         elif isinstance(event, ev.AiReplyChunkEvent):
             await self.send("message.delta", {"reply_id": str(event.reply_id), "offset": event.offset,
                                               "text": event.text}, f"{event.reply_seq}-{event.seq}")
+            builder = self.visemes.setdefault(event.reply_id, TrackBuilder())
+            await self.send_visemes(event.reply_id, builder.feed(event.offset, event.text))
         elif isinstance(event, ev.AiReplyCompletedEvent):
+            builder = self.visemes.pop(event.reply_id, None)
+            if builder is not None:  # the last word, now that it is whole
+                await self.send_visemes(event.reply_id, builder.flush())
             if event.reply_id in self.animated:
                 await self.send_end(event)
             else:  # let the avatar's animation go first, as the widget expects, but not for long
@@ -244,6 +258,7 @@ class VisitorStream:
                 self.pending_deadline = time.monotonic() + self.animation_wait_s
         elif isinstance(event, ev.AiReplyFailedEvent):
             self.ended.add(event.reply_id)
+            self.visemes.pop(event.reply_id, None)
             await self.send("error", {"reply_id": str(event.reply_id), "code": event.code,
                                       "message": public_error(event.code)}, f"{event.reply_seq}-end")
 

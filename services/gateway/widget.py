@@ -12,6 +12,7 @@ import uuid
 from urllib.parse import unquote_plus, urlsplit
 
 import aio_pika
+import aiohttp
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse
 from pydantic import ConfigDict, Field
@@ -111,7 +112,8 @@ async def widget_config(ctx: Ctx) -> web.Response:
     body = WidgetConfig(
         embed_id=chatbot["embed_id"], name=chatbot["name"], greeting=config["persona"]["greeting"],
         welcome_message=config.get("welcome_message", ""), suggested_questions=config.get("suggested_questions", []),
-        placement=config["placement"], avatar_model_url=model_url, animation_map=animation_map)
+        placement=config["placement"], avatar_model_url=model_url, animation_map=animation_map,
+        avatar_layout=config.get("avatar_layout", "stage"), voice=config.get("voice", "none") == "provider")
     return cors(json_response(body), origin)
 
 
@@ -298,6 +300,47 @@ async def cancel_reply(ctx: Ctx) -> web.Response:
     await request.app[INTERNAL]["ai"].request("POST", f"/internal/replies/{reply_id}/cancel",
                                               params={"tenant_id": str(visitor.tenant_id)})
     return cors(json_response(ReplyCancelled(reply_id=reply_id), status=202), origin)
+
+
+@op("GET", f"{BASE}/conversations/{{conversation_id}}/replies/{{reply_id}}/speech",
+    summary="Hear a finished reply (chatbots with a voice)", tag="Widget", auth="visitor", content_type="audio/wav",
+    extra_responses={404: "No such reply, or the chatbot has no voice (`voice_off`)",
+                     409: "The reply has not finished, or no speech provider is configured",
+                     502: "The speech provider failed"})
+async def reply_speech(ctx: Ctx) -> web.StreamResponse:
+    """The reply's text spoken by the chatbot's speech provider (`voice: provider`), streamed
+    as it arrives (WAV). Only for the visitor's own finished replies: what is spoken is always
+    the chatbot's reply, never text a visitor chose."""
+    request = ctx.request
+    chatbot, visitor, origin, reply_id = await visitor_reply(ctx)
+    config = chatbot["config"]
+    if config.get("voice", "none") != "provider":
+        raise ApiError(404, "voice_off", "this chatbot has no voice")
+    reply = await request.app[CONVERSATION].request(
+        "GET", f"/internal/replies/{reply_id}", params={"tenant_id": str(visitor.tenant_id)})
+    if reply.get("status") != "completed" or not reply.get("text"):
+        raise ApiError(409, "reply_not_finished", "the reply has not finished")
+    ai = request.app[INTERNAL]["ai"]
+    try:
+        async with ai.session.post(ai.base_url + "/internal/speech", json={
+                "tenant_id": str(visitor.tenant_id), "text": reply["text"][:4096],
+                "voice": config.get("voice_name", "alloy"), "model": config.get("voice_model", "tts-1")},
+                timeout=aiohttp.ClientTimeout(total=None, sock_read=30)) as resp:
+            if resp.status != 200:
+                body = await resp.json(content_type=None)
+                error = (body or {}).get("error") or {}
+                raise ApiError(resp.status if resp.status < 500 else 502, error.get("code", "voice_failed"),
+                               error.get("message", "the speech provider failed"))
+            out = web.StreamResponse(headers={"Content-Type": resp.headers.get("Content-Type", "audio/wav"),
+                                              "Cache-Control": "no-store"})
+            cors(out, origin)
+            await out.prepare(request)
+            async for chunk in resp.content.iter_chunked(64 * 1024):
+                await out.write(chunk)
+            await out.write_eof()
+            return out
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise ApiError(502, "voice_failed", "the speech provider did not answer") from exc
 
 
 EMBED_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")

@@ -3,6 +3,8 @@
 // container's data-clip (and window.__avatarchat.clip) for tests and for curious tenants.
 import * as THREE from "three";
 import { GLTFLoader } from "three/examples/jsm/loaders/GLTFLoader.js";
+import { analyse } from "./framing.js";
+import { LipSync, findMouth } from "./lipsync.js";
 
 const FADE_S = 0.35;
 
@@ -51,16 +53,13 @@ export async function createAvatar(container, { modelUrl, animationMap, reducedM
   scene.add(key);
   scene.add(gltf.scene);
 
-  // frame the head and shoulders: the upper part of the model's bounding box
-  const box = new THREE.Box3().setFromObject(gltf.scene);
-  const size = box.getSize(new THREE.Vector3());
-  const center = box.getCenter(new THREE.Vector3());
+  // frame the model from its own geometry (framing.js): upright, head fully in view
   const camera = new THREE.PerspectiveCamera(30, 1, 0.01, 100);
-  const focusY = center.y + size.y * 0.2;
-  const distance = Math.max(size.x * 0.9, size.y * 0.62) / (2 * Math.tan((camera.fov * Math.PI) / 360)) * 1.1;
-  camera.position.set(center.x, focusY, center.z + distance + size.z / 2);
-  camera.lookAt(center.x, focusY, center.z);
+  const framing = analyse(gltf.scene);
+  let view = "full";
 
+  const mouth = findMouth(gltf.scene);
+  const lipsync = new LipSync(mouth);
   const mixer = new THREE.AnimationMixer(gltf.scene);
   const clipNames = gltf.animations.map((clip) => clip.name);
   const actions = new Map(gltf.animations.map((clip) => [clip.name, mixer.clipAction(clip)]));
@@ -113,14 +112,17 @@ export async function createAvatar(container, { modelUrl, animationMap, reducedM
     const { width, height } = container.getBoundingClientRect();
     if (width && height) {
       renderer.setSize(width, height, false);
-      camera.aspect = width / height;
-      camera.updateProjectionMatrix();
+      view = framing.frame(camera, width, height);
+      container.dataset.view = view;
+      if (!frame) renderer.render(scene, camera);
     }
   }
   function loop() {
     frame = 0;
     if (!running()) return;
-    mixer.update(reducedMotion ? 0 : clock.getDelta());
+    const delta = clock.getDelta();
+    mixer.update(reducedMotion ? 0 : delta);
+    lipsync.update(performance.now(), delta); // after the clips, so the mouth follows the words
     renderer.render(scene, camera);
     frame = requestAnimationFrame(loop);
   }
@@ -142,9 +144,60 @@ export async function createAvatar(container, { modelUrl, animationMap, reducedM
   size_();
   wake();
 
+  // Where the model lands on the canvas, in CSS pixels: for the browser tests, and for a
+  // tenant checking a model in the console. Points are in the model's own glTF coordinates.
+  function projected(worldPoints) {
+    const { width, height } = container.getBoundingClientRect();
+    const xs = [];
+    const ys = [];
+    for (const point of worldPoints) {
+      const v = point.clone().project(camera);
+      xs.push(((v.x + 1) / 2) * width);
+      ys.push(((1 - v.y) / 2) * height);
+    }
+    return { left: Math.min(...xs), right: Math.max(...xs), top: Math.min(...ys), bottom: Math.max(...ys), width, height };
+  }
+  window.__avatarchat = {
+    ...(window.__avatarchat || {}),
+    framing: { up: framing.up, head: framing.head },
+    mouth: () => ({ mode: mouth.mode, weights: mouth.read() }),
+    project(points) {
+      gltf.scene.updateMatrixWorld(true);
+      return projected(points.map(([x, y, z]) => new THREE.Vector3(x, y, z).applyMatrix4(gltf.scene.matrixWorld)));
+    },
+    projectObject(name) {
+      const object = gltf.scene.getObjectByName(name);
+      if (!object) return null;
+      const box = new THREE.Box3().setFromObject(object, true);
+      const { min, max } = box;
+      const points = [];
+      for (const x of [min.x, max.x]) for (const y of [min.y, max.y]) for (const z of [min.z, max.z]) points.push(new THREE.Vector3(x, y, z));
+      return projected(points);
+    },
+  };
+
   return {
     kind: "3d",
     clips: clipNames,
+    lipsync: mouth.mode,
+    /** Mouth shapes for words that just appeared (not under prefers-reduced-motion). */
+    speak(track) {
+      if (!reducedMotion && mouth.mode !== "none") lipsync.speak(track);
+    },
+    hush() {
+      lipsync.hush();
+    },
+    /** Move the mouth with a voice: ``timeline`` from alignToAudio, ``clock`` the audio's time. */
+    follow(timeline, clock) {
+      if (!reducedMotion && mouth.mode !== "none") lipsync.follow(timeline, clock);
+    },
+    get mouthOffset() {
+      return lipsync.offset;
+    },
+    /** The last frame drawn while following a voice: {time (audio seconds), offset (word)}. */
+    get mouthFrame() {
+      return lipsync.frame || null;
+    },
     get clip() {
       return currentName;
     },
@@ -168,6 +221,7 @@ export async function createAvatar(container, { modelUrl, animationMap, reducedM
     },
     setVisible(open) {
       panelOpen = open;
+      if (!open) lipsync.hush();
       wake();
     },
   };
@@ -196,6 +250,12 @@ function createPortrait(container) {
       return clip;
     },
     rendering: false,
+    lipsync: "none",
+    speak() {},
+    hush() {},
+    follow() {},
+    mouthOffset: null,
+    mouthFrame: null,
     talk() {
       clearTimeout(timer);
       set("talk");

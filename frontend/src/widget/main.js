@@ -1,6 +1,7 @@
 // The chat frame: conversation, SSE stream with reconnects, messages, citations, feedback,
 // handoff and the avatar. Talks to the gateway on its own origin (/api/widget/v1/...).
 import { createAvatar } from "./avatar.js";
+import { alignToAudio } from "./lipsync.js";
 
 const params = new URLSearchParams(window.location.search);
 
@@ -37,7 +38,8 @@ const $ = (id) => document.getElementById(id);
 const ui = {
   name: $("bot-name"), status: $("status"), messages: $("messages"), typing: $("typing"),
   suggestions: $("suggestions"), notice: $("notice"), form: $("composer"), input: $("input"),
-  send: $("send"), stop: $("stop"), close: $("close"), avatar: $("avatar"),
+  send: $("send"), stop: $("stop"), close: $("close"), avatar: $("avatar"), stage: $("stage"), app: $("app"),
+  voice: $("voice"),
 };
 
 let config = null;
@@ -194,6 +196,7 @@ function openStream() {
   stream.addEventListener("message.start", track(onStart));
   stream.addEventListener("message.delta", track(onDelta));
   stream.addEventListener("avatar.animation", track(onAnimation));
+  stream.addEventListener("avatar.visemes", (event) => onVisemes(JSON.parse(event.data)));
   stream.addEventListener("message.end", track(onEnd));
   stream.addEventListener("error", (event) => {
     if (event.data) {
@@ -232,7 +235,7 @@ function reply(replyId) {
   let entry = replies.get(replyId);
   if (!entry) {
     const { el, textEl } = bubble("assistant", "");
-    entry = { el, textEl, text: "", ended: false };
+    entry = { el, textEl, text: "", ended: false, visemes: [], live: false };
     replies.set(replyId, entry);
   }
   return entry;
@@ -246,6 +249,8 @@ function setStreaming(replyId) {
 
 function onStart(data) {
   const entry = reply(data.reply_id);
+  entry.live = true;
+  entry.visemes = [];
   entry.text = ""; // a restarted reply starts over
   entry.textEl.textContent = "";
   entry.ended = false;
@@ -269,6 +274,86 @@ function onDelta(data) {
   scrollDown();
 }
 
+function onVisemes(data) {
+  // the mouth shapes of text just shown; none once the reply has ended or was stopped
+  const entry = replies.get(data.reply_id);
+  if (!entry || entry.ended) return;
+  entry.visemes.push(...data.visemes); // kept for the voice, which comes after the text
+  if (avatar && streamingReply === data.reply_id) avatar.speak(data.visemes);
+}
+
+// --- the voice (chatbots with voice "provider"): starts muted, browsers block autoplay -------
+
+const SPEECH_TIMEOUT_MS = 15000;
+const voice = { on: false, context: null, source: null, abort: null, startedAt: 0 };
+
+function stopVoice() {
+  if (voice.abort) voice.abort.abort();
+  voice.abort = null;
+  if (voice.source) {
+    voice.source.onended = null;
+    try {
+      voice.source.stop();
+    } catch {
+      /* already stopped */
+    }
+  }
+  voice.source = null;
+  if (avatar) avatar.hush();
+}
+
+function setVoice(on) {
+  voice.on = on;
+  ui.voice.setAttribute("aria-pressed", String(on));
+  ui.voice.setAttribute("aria-label", on ? "Turn the voice off" : "Turn the voice on");
+  if (on && !voice.context) voice.context = new AudioContext(); // inside the click: allowed to play
+  if (on && voice.context.state === "suspended") voice.context.resume();
+  if (!on) stopVoice();
+}
+
+function voiceUnavailable(entry) {
+  if (entry.el.querySelector(".voice-note")) return;
+  const note = document.createElement("p");
+  note.className = "voice-note";
+  note.textContent = "Voice unavailable";
+  entry.el.appendChild(note);
+}
+
+/** Fetch the finished reply's audio and play it, the mouth following the audio's clock. The
+ * text is already on screen: a slow or failing voice only ever costs the voice. */
+async function speak(replyId, entry) {
+  stopVoice();
+  const abort = new AbortController();
+  voice.abort = abort;
+  const timer = setTimeout(() => abort.abort(), SPEECH_TIMEOUT_MS);
+  try {
+    const response = await fetch(`${API}/conversations/${session.conversation_id}/replies/${replyId}/speech`, {
+      headers: { Authorization: `Bearer ${session.visitor_token}` }, credentials: "omit", signal: abort.signal,
+    });
+    if (!response.ok) throw new Error(`speech ${response.status}`);
+    const buffer = await voice.context.decodeAudioData(await response.arrayBuffer());
+    clearTimeout(timer);
+    if (voice.abort !== abort || !voice.on) return;
+    voice.abort = null;
+    const source = voice.context.createBufferSource();
+    source.buffer = buffer;
+    source.connect(voice.context.destination);
+    source.onended = () => {
+      if (voice.source === source) stopVoice();
+    };
+    voice.source = source;
+    voice.startedAt = voice.context.currentTime + 0.05;
+    source.start(voice.startedAt);
+    if (avatar) avatar.follow(alignToAudio(entry.visemes, buffer), () => voice.context.currentTime - voice.startedAt);
+  } catch (error) {
+    clearTimeout(timer);
+    if (voice.abort === abort) {
+      voice.abort = null;
+      voiceUnavailable(entry);
+    }
+  }
+}
+
 function onAnimation(data) {
   pendingAnimation.set(data.reply_id, data.clip || data.behaviour);
   const entry = replies.get(data.reply_id);
@@ -288,7 +373,9 @@ function onEnd(data) {
   if (streamingReply === data.reply_id || streamingReply === null) setStreaming(null);
   ui.status.textContent = "Online";
   ui.typing.hidden = true;
+  if (first && entry.live && !data.replayed && voice.on && config && config.voice) speak(data.reply_id, entry);
   if (avatar) {
+    if (!voice.source && !voice.abort) avatar.hush();
     const clip = pendingAnimation.get(data.reply_id);
     if (clip) avatar.perform(clip);
     else avatar.idle();
@@ -309,7 +396,10 @@ function onReplyError(data) {
     entry.el.classList.add("error");
     entry.textEl.textContent = data.message || "Sorry, something went wrong. Please try again.";
   }
-  if (avatar) avatar.idle();
+  if (avatar) {
+    avatar.hush();
+    avatar.idle();
+  }
 }
 
 function renderCitations(entry, citations) {
@@ -375,6 +465,7 @@ function renderActions(entry, replyId, intent) {
 async function send(text) {
   text = text.trim();
   if (!text) return;
+  stopVoice();
   ui.suggestions.hidden = true;
   bubble("visitor", text);
   ui.typing.hidden = false;
@@ -417,16 +508,22 @@ ui.input.addEventListener("keydown", (event) => {
 });
 ui.stop.addEventListener("click", async () => {
   if (!streamingReply || !session) return;
+  stopVoice();
   await api(`/conversations/${session.conversation_id}/replies/${streamingReply}/cancel`, { method: "POST" })
     .catch(() => null);
 });
-ui.close.addEventListener("click", () => window.parent.postMessage({ type: "avatarchat:close" }, "*"));
+ui.close.addEventListener("click", () => {
+  stopVoice();
+  window.parent.postMessage({ type: "avatarchat:close" }, "*");
+});
+ui.voice.addEventListener("click", () => setVoice(!voice.on));
 document.addEventListener("keydown", (event) => {
   if (event.key === "Escape") window.parent.postMessage({ type: "avatarchat:close" }, "*");
 });
 window.addEventListener("message", (event) => {
   if (event.source !== window.parent) return;
   const message = event.data || {};
+  if (message.type === "avatarchat:visibility" && !message.open) stopVoice();
   if (message.type === "avatarchat:visibility" && avatar) avatar.setVisible(Boolean(message.open));
   if (message.type === "avatarchat:focus") ui.input.focus();
 });
@@ -488,11 +585,24 @@ async function start() {
     if (ok) openStream();
     else session = null;
   }
-  createAvatar(ui.avatar, { modelUrl: config.avatar_model_url, animationMap: config.animation_map, reducedMotion })
-    .then((created) => {
-      avatar = created;
-      window.__avatarchat = { ...(window.__avatarchat || {}), avatar: created.kind, clips: created.clips };
-    });
+  ui.voice.hidden = !config.voice;
+  const layout = config.avatar_layout || "stage";
+  ui.app.dataset.layout = layout;
+  if (layout === "stage") {
+    ui.stage.hidden = false;
+    ui.stage.appendChild(ui.avatar); // out of the header, large above the messages
+  }
+  if (layout !== "hidden") {
+    createAvatar(ui.avatar, { modelUrl: config.avatar_model_url, animationMap: config.animation_map, reducedMotion })
+      .then((created) => {
+        avatar = created;
+        window.__avatarchat = { ...(window.__avatarchat || {}), avatar: created.kind, clips: created.clips,
+          lipsync: created.lipsync,
+          // the voice's clock and the word the mouth is on, for tests
+          voice: () => ({ playing: Boolean(voice.source), time: voice.source ? voice.context.currentTime - voice.startedAt : null,
+            offset: created.mouthOffset, frame: created.mouthFrame }) };
+      });
+  }
   window.parent.postMessage({ type: "avatarchat:ready" }, "*");
 }
 

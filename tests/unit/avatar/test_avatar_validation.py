@@ -5,6 +5,7 @@ import pytest
 
 from tests.unit.avatar.avatar_samples import (default_glb, json_of, mutate, with_clip_names, with_extra_nodes,
                                               with_json, without_meshes)
+from services.avatar.lipsync import lipsync_summary
 from services.avatar.validation import InvalidModel, Limits, validate_glb
 
 
@@ -113,7 +114,33 @@ def test_morph_targets_are_listed_with_their_names():
         mesh.primitives[0].targets = [{"POSITION": position}, {"POSITION": position}]
         mesh.extras = {"targetNames": ["mouthOpen"]}
     info = validate_glb(mutate(default_glb(), add_targets))
-    assert [(m.names) for m in info.morph_targets] == [["mouthOpen", "target_1"]]
+    assert [(m.names) for m in info.morph_targets][0] == ["mouthOpen", "target_1"]
+    assert info.morph_targets[-1].names[0] == "viseme_sil"  # and the default avatar's own mouth shapes
+    assert lipsync_summary(info)["mode"] == "visemes"
+
+
+def test_lipsync_summary_says_what_the_widget_can_drive():
+    def no_visemes(gltf):
+        for mesh in gltf.meshes:
+            mesh.extras = None
+            for primitive in mesh.primitives:
+                primitive.targets = None
+            mesh.weights = None
+
+    def jawed(gltf):
+        no_visemes(gltf)
+        gltf.nodes[1].name = "mixamorig:Jaw"
+
+    def vrm(gltf):
+        mesh = next(m for m in gltf.meshes if m.extras)
+        mesh.primitives[0].targets = mesh.primitives[0].targets[:5]
+        mesh.extras = {"targetNames": ["Fcl_MTH_A", "aa", "ih", "ou", "oh"]}
+        mesh.weights = [0.0] * 5
+
+    assert lipsync_summary(validate_glb(mutate(default_glb(), jawed))) == {
+        "mode": "jaw", "visemes": [], "jaw": "mixamorig:Jaw"}
+    assert lipsync_summary(validate_glb(mutate(default_glb(), no_visemes)))["mode"] == "talk_clip"
+    assert lipsync_summary(validate_glb(mutate(default_glb(), vrm)))["visemes"] == ["aa", "I", "O", "U"]
 
 
 def test_required_extensions_the_widget_cannot_load_are_refused():
