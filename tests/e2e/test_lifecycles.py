@@ -34,7 +34,7 @@ async def _columns(conn, data_type: str | None = None, name: str | None = None) 
     return [(r["table_name"], r["column_name"]) for r in rows]
 
 
-async def leftovers(*, column_values: dict[str, list], any_uuid: list | None = None,
+async def leftovers(*, column_values: dict[str, list] | None = None, any_uuid: list | None = None,
                     any_text: list[str] | None = None) -> dict[str, int]:
     """Rows naming any of the values, per "service.table.column", in all six databases:
     ``column_values`` by column name (tenant_id -> [...]), ``any_uuid`` in any uuid column,
@@ -44,7 +44,7 @@ async def leftovers(*, column_values: dict[str, list], any_uuid: list | None = N
         conn = await asyncpg.connect(os.environ[f"{service.upper()}_DATABASE_URL"])
         try:
             checks = []
-            for column, values in column_values.items():
+            for column, values in (column_values or {}).items():
                 checks += [(t, c, f"{c} = ANY($1::uuid[])", [uuid.UUID(str(v)) for v in values])
                            for t, c in await _columns(conn, name=column)]
             if any_uuid:
