@@ -31,6 +31,7 @@ from pydantic import ValidationError
 from common import metrics
 from common.availability import BROKER, unavailable_dependency
 from common.events import EVENT_TYPES, STREAM_EVENTS, Event
+from common.handlers import Defer  # noqa: F401 - handlers raise it; the bus parks the event
 from common.logging import bound_contextvars, get_logger
 from common.topology import SUBSCRIPTIONS, durable_queues, queue_name
 
@@ -41,16 +42,6 @@ Handler = Callable[[Any], Awaitable[None]]
 
 class BusError(RuntimeError):
     pass
-
-
-class Defer(Exception):
-    """Raised by a handler for an event that cannot be handled *yet* (its predecessor in a
-    conversation has not arrived): it comes back after ``delay_s``, without counting as a
-    failed attempt."""
-
-    def __init__(self, delay_s: float, reason: str = ""):
-        super().__init__(reason or f"deferred for {delay_s} s")
-        self.delay_s = delay_s
 
 
 @dataclass
@@ -141,6 +132,7 @@ class Bus:
         self._stopping = False
         self._stream_queue: AbstractQueue | None = None
         self._stream_bindings: dict[str, int] = {}
+        self._stream_events: tuple[type[Event], ...] = STREAM_EVENTS
         self._depth_task: asyncio.Task | None = None
         self.depth_interval = 5.0
 
@@ -487,14 +479,17 @@ class Bus:
 
     # --- stream events for the gateway -----------------------------------------------------
 
-    async def open_stream(self, handler: Callable[[Event], Awaitable[None]]) -> None:
-        """An exclusive queue for this process, taking stream events of the conversations
-        bound with ``bind_stream``. Stream events are transient: no ack, no retry."""
+    async def open_stream(self, handler: Callable[[Event], Awaitable[None]],
+                          events: tuple[type[Event], ...] = STREAM_EVENTS) -> None:
+        """An exclusive queue for this process, taking ``events`` (the gateway: the stream
+        events; ai: cancel requests) of the conversations bound with ``bind_stream``. No ack,
+        no retry: what must not be lost also goes to a durable queue."""
         assert self.connection is not None
         channel = await self.connection.channel()
         await channel.set_qos(prefetch_count=256)
         self._stream_queue = await channel.declare_queue(exclusive=True, auto_delete=True)
-        for cls in STREAM_EVENTS:
+        self._stream_events = events
+        for cls in events:
             await self._exchange(cls.name())
 
         async def on_message(message: AbstractIncomingMessage) -> None:
@@ -530,7 +525,7 @@ class Bus:
         count = self._stream_bindings.get(routing_key, 0)
         self._stream_bindings[routing_key] = count + 1
         if count == 0:
-            for cls in STREAM_EVENTS:
+            for cls in self._stream_events:
                 await self._stream_queue.bind(self._exchanges[cls.name()], routing_key=routing_key)
 
     async def unbind_stream(self, routing_key: str) -> None:
@@ -541,7 +536,7 @@ class Bus:
         self._stream_bindings.pop(routing_key, None)
         if self._stream_queue is None or not self.is_connected:
             return
-        for cls in STREAM_EVENTS:
+        for cls in self._stream_events:
             try:
                 await self._stream_queue.unbind(self._exchanges[cls.name()], routing_key=routing_key)
             except Exception:  # noqa: BLE001 - the exclusive queue dies with the connection anyway

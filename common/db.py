@@ -5,12 +5,15 @@ import asyncio
 import hashlib
 import json
 from pathlib import Path
+from typing import Any, Awaitable, Callable, TypeVar
 
 import asyncpg
 import numpy as np
 
 from common.events import Event
 from common.logging import get_logger
+
+T = TypeVar("T")
 
 log = get_logger(__name__)
 
@@ -106,6 +109,20 @@ async def claim(conn: asyncpg.Connection, event: Event) -> bool:
         event.event_id, event.name(),
     )
     return row is not None
+
+
+async def handled(conn: asyncpg.Connection, event: Event) -> bool:
+    """Whether ``event`` was handled already (a look before long work outside the transaction)."""
+    return bool(await conn.fetchval("SELECT 1 FROM processed_events WHERE event_id = $1", event.event_id))
+
+
+async def apply_once(pool: asyncpg.Pool, event: Event, change: Callable[..., Awaitable[T]], *args: Any) -> T | None:
+    """``change(conn, *args)`` in one transaction with ``claim``: a redelivered event changes
+    nothing and gives None."""
+    async with pool.acquire() as conn, conn.transaction():
+        if not await claim(conn, event):
+            return None
+        return await change(conn, *args)
 
 
 async def enqueue(conn: asyncpg.Connection, *events: Event) -> None:

@@ -56,12 +56,10 @@ class ChatbotSnapshot(Model):
     model: str = "local-extractive"
     temperature: float = 0.2
     max_tokens: int = 512
+    # the fallback provider answers with its default model (ai settings)
     fallback_provider: str | None = None
-    # the fallback provider's model; None means that provider's default (ai settings)
-    fallback_model: str | None = None
     top_k: int = 5
     score_threshold: float = 0.0
-    avatar_id: uuid.UUID | None = None
     # what the widget offers first: the local responder answers "what can you help me with?" from them
     welcome_message: str = ""
     suggested_questions: list[str] = Field(default_factory=list)
@@ -298,3 +296,55 @@ class FeedbackGivenEvent(Event):
 
 
 EVENT_TYPES["FeedbackGivenEvent"] = FeedbackGivenEvent
+
+
+# --- lifecycles: what a deletion, a visitor's rights or a person's help ask of every service -----
+
+class TenantDeletedEvent(Event):
+    """A tenant was deleted (by the platform admin, or by its owner with confirmation). Every
+    service erases that tenant's rows and files."""
+
+
+class VisitorDataErasureRequestedEvent(Event):
+    """The tenant asked to erase everything stored about one visitor of one chatbot. The
+    conversation service, which knows the visitor's conversations, erases them and says which
+    were erased (``VisitorDataErasedEvent``), so the others can erase what they hold of them."""
+    chatbot_id: uuid.UUID
+    visitor_id: uuid.UUID
+
+
+class VisitorDataErasedEvent(Event):
+    """The visitor's conversations and messages are gone from the conversation service; the
+    other services erase what they keep of them (ledger rows, animation choices, analytics)."""
+    chatbot_id: uuid.UUID
+    visitor_id: uuid.UUID
+    conversation_ids: list[uuid.UUID] = []
+    message_ids: list[uuid.UUID] = []
+
+
+class HandoffRequestedEvent(Event):
+    """The visitor asked to talk to a person. No AI turn, no quota: conversation flags the
+    conversation for the tenant's team and analytics counts it."""
+    chatbot_id: uuid.UUID
+    conversation_id: uuid.UUID
+    visitor_id: uuid.UUID
+
+
+class ReplyCancelRequestedEvent(Event):
+    """Stop a reply in flight. Routed by conversation, so the ai process streaming that
+    conversation's reply (bound on its own stream queue) stops at once; ai's durable queue
+    also records it, for a reply that has not started yet."""
+    chatbot_id: uuid.UUID
+    conversation_id: uuid.UUID
+    reply_id: uuid.UUID
+
+
+for _cls in (TenantDeletedEvent, VisitorDataErasureRequestedEvent, VisitorDataErasedEvent,
+             HandoffRequestedEvent, ReplyCancelRequestedEvent):
+    EVENT_TYPES[_cls.__name__] = _cls
+# What erases data: analytics applies these instead of storing them as raw events (a raw copy
+# of an erasure would keep the very ids it erases).
+LIFECYCLE_EVENTS: tuple[type[Event], ...] = (ChatbotDeletedEvent, TenantDeletedEvent,
+                                             VisitorDataErasureRequestedEvent, VisitorDataErasedEvent)
+# Control events that ai processes take on their own stream queue, bound per conversation.
+AI_STREAM_EVENTS: tuple[type[Event], ...] = (ReplyCancelRequestedEvent,)

@@ -8,17 +8,22 @@ from __future__ import annotations
 from common import events as ev
 
 SUBSCRIPTIONS: dict[str, tuple[type[ev.Event], ...]] = {
-    "gateway": (),
+    "gateway": (ev.VisitorDataErasedEvent,),
     "conversation": (
         ev.VisitorMessageReceivedEvent,
         ev.AiReplyCompletedEvent,
         ev.AiReplyFailedEvent,
         ev.AvatarAnimationSelectedEvent,
         ev.FeedbackGivenEvent,
+        ev.HandoffRequestedEvent,
+        ev.ChatbotDeletedEvent,
+        ev.TenantDeletedEvent,
+        ev.VisitorDataErasureRequestedEvent,
     ),
-    "ai": (ev.AiReplyRequestedEvent,),
-    "knowledge": (ev.DocumentIngestRequestedEvent,),
-    "avatar": (ev.AiReplyCompletedEvent,),
+    "ai": (ev.AiReplyRequestedEvent, ev.ReplyCancelRequestedEvent, ev.ChatbotDeletedEvent, ev.TenantDeletedEvent,
+           ev.VisitorDataErasedEvent),
+    "knowledge": (ev.DocumentIngestRequestedEvent, ev.ChatbotDeletedEvent, ev.TenantDeletedEvent),
+    "avatar": (ev.AiReplyCompletedEvent, ev.ChatbotDeletedEvent, ev.TenantDeletedEvent, ev.VisitorDataErasedEvent),
     # analytics records every durable event; token chunks and start markers are transient
     # copies of what the completion event carries in full.
     "analytics": tuple(cls for cls in ev.EVENT_TYPES.values() if not cls.transient),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import inspect
 import json
 import time
 import uuid
@@ -27,6 +28,8 @@ from common import metrics
 from common.availability import DATABASE, unavailable_dependency
 from common.bus import Bus
 from common.db import OutboxRelay, create_pool
+from common.errors import ServiceError
+from common.handlers import Registry, subscribe_all
 from common.logging import bind_contextvars, configure_logging, get_logger
 from common.settings import INTERNAL_KEY_HEADER, ServiceSettings, listen_problem
 
@@ -36,6 +39,8 @@ SETTINGS = web.AppKey("settings", ServiceSettings)
 POOL = web.AppKey("pool", asyncpg.Pool)
 BUS = web.AppKey("bus", Bus)
 HEALTH_CHECKS = web.AppKey("health_checks", dict)
+# what a service's bootstrap(settings, pool, bus) built: its handlers' and views' dependencies
+DEPS = web.AppKey("deps", object)
 SHUTDOWN_HOOKS = web.AppKey("shutdown_hooks", list)
 
 MAX_JSON_BYTES = 256 * 1024
@@ -101,6 +106,8 @@ async def error_middleware(request: web.Request, handler):
         return await handler(request)
     except ApiError:
         raise
+    except ServiceError as exc:  # a use case's refusal (service.py has no aiohttp)
+        return error_response(exc.status, exc.code, exc.message, exc.details)
     except web.HTTPException as exc:
         if exc.status < 400 or exc.content_type == "application/json":
             raise
@@ -307,15 +314,19 @@ async def _stop_consuming(app: web.Application) -> None:
         await hook(app)
 
 
-Subscriber = Callable[[web.Application, Bus], None]
+Bootstrap = Callable[[ServiceSettings, asyncpg.Pool, Bus], Awaitable[Any] | Any]
 
 
 def service_context(migrations: Path, *, pool: asyncpg.Pool | None = None, bus: Bus | None = None,
-                    subscribe: Subscriber | None = None, vector: bool = False,
-                    outbox: bool = True):
-    """cleanup_ctx: database (migrated), bus, consumers and outbox relay, torn down in reverse.
+                    registry: Registry | None = None, bootstrap: Bootstrap | None = None,
+                    vector: bool = False, outbox: bool = True):
+    """cleanup_ctx: database (migrated), bus, the service's deps, its consumers and the outbox
+    relay, torn down in reverse.
 
-    Injected ``pool``/``bus`` are used as they are and not closed (tests own them).
+    ``bootstrap(settings, pool, bus)`` builds the deps (stored under ``DEPS``; an async
+    ``close()`` on them runs at shutdown, after consuming stopped); every handler of
+    ``registry`` is subscribed with them. Injected ``pool``/``bus`` are used as they are and
+    not closed (tests own them).
     """
 
     async def ctx(app: web.Application):
@@ -344,12 +355,20 @@ def service_context(migrations: Path, *, pool: asyncpg.Pool | None = None, bus: 
             await relay.start()
             app[HEALTH_CHECKS]["outbox"] = _outbox_check(relay)
         app[HEALTH_CHECKS]["consumers"] = _check_consumers
-        if subscribe is not None:
-            subscribe(app, app[BUS])
+        deps = None
+        if bootstrap is not None:
+            deps = bootstrap(settings, app[POOL], app[BUS])
+            if inspect.isawaitable(deps):
+                deps = await deps
+            app[DEPS] = deps
+        if registry:
+            subscribe_all(app[BUS], registry, deps)
             await app[BUS].start_consuming()
         log.info("service_started", port=settings.port)
         yield
         await app[BUS].stop_consuming(timeout=settings.shutdown_timeout)
+        if deps is not None and hasattr(deps, "close"):
+            await deps.close()
         if relay:
             await relay.stop()
         if own_bus:

@@ -377,7 +377,7 @@ def serve_fake_provider() -> None:
     """The loopback provider, in its own process so its work is not the load generator's."""
     from aiohttp import web
 
-    from tests.unit.ai.ai_fakes import FakeProvider, Slow, openai_app
+    from scripts.loopback import FakeProvider, Slow, openai_app
 
     fake = FakeProvider(script=[Slow([f"word{i} " for i in range(20)], gap_s=0.005, first_s=PROVIDER_FIRST_S)])
     fake.requests = _Forgetful()

@@ -36,7 +36,6 @@ import subprocess
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
-from functools import partial
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -45,10 +44,11 @@ import asyncpg
 from common import events as ev
 from common.bus import Bus
 from common.db import create_pool
-from common.topology import SUBSCRIPTIONS
+from common.handlers import subscribe_all
 from services.analytics import handlers, ingest, maintenance, reports
 from services.analytics.app import MIGRATIONS
 from services.analytics.repository import ensure_partition, next_month
+from services.analytics.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 TENANTS, BOTS_PER_TENANT, DAYS = 200, 3, 90
@@ -276,12 +276,10 @@ async def _ingest(url: str, count: int) -> dict:
         for i in range(0, len(events), 200):
             await asyncio.gather(*(publisher.publish(e) for e in events[i:i + 200]))
         publish_s = time.perf_counter() - started
-        cache = ingest.PartitionCache()
-        await maintenance.ensure_partitions(pool, cache, ahead=1)
+        deps = handlers.bootstrap(Settings(), pool)
+        await maintenance.ensure_partitions(pool, deps.partitions, ahead=1)
         await consumer.connect()
-        recorder = handlers.Recorder(pool, cache)
-        for cls in SUBSCRIPTIONS["analytics"]:
-            consumer.subscribe(cls, partial(handlers.on_event, recorder=recorder))
+        subscribe_all(consumer, handlers.REGISTRY, deps)
         started = time.perf_counter()
         await consumer.start_consuming()
         deadline = started + 600

@@ -9,7 +9,7 @@ from tests.support.infra import (ROOT, _run, db_url, require_env, scratch_databa
 # the real supervisord stack, and nginx in front of it, shared by every suite that needs them
 # (one per session)
 from tests.support.stack import api, bot, site, stack  # noqa: F401
-from tests.unit.ai.ai_fakes import FakeKnowledge, FakeProvider, anthropic_app, knowledge_app, openai_app
+from scripts.loopback import FakeKnowledge, FakeProvider, anthropic_app, knowledge_app, openai_app
 
 
 @pytest.fixture

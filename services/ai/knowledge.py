@@ -17,7 +17,7 @@ log = get_logger(__name__)
 
 
 @dataclass
-class SearchResult:
+class Retrieved:
     passages: list[Passage] = field(default_factory=list)
     # None when the search did not answer: the reply is then never cached
     knowledge_version: int | None = None
@@ -30,7 +30,7 @@ class KnowledgeClient:
         self.timeout_s = timeout_s
 
     async def search(self, tenant_id: uuid.UUID, chatbot_id: uuid.UUID, query: str, *, top_k: int,
-                     score_threshold: float, context: list[str] | None = None) -> SearchResult:
+                     score_threshold: float, context: list[str] | None = None) -> Retrieved:
         """``context``: the visitor's previous turns, for a follow-up knowledge reads in context."""
         body = {"tenant_id": str(tenant_id), "chatbot_id": str(chatbot_id), "query": query[:8000],
                 "top_k": top_k, "score_threshold": score_threshold,
@@ -43,7 +43,7 @@ class KnowledgeClient:
                                          timeout=aiohttp.ClientTimeout(total=self.timeout_s)) as resp:
                 if resp.status != 200:
                     log.warning("knowledge_search_unavailable", status=resp.status)
-                    return SearchResult()
+                    return Retrieved()
                 data = await resp.json(content_type=None)
             passages = [Passage(title=str(item.get("title") or "Untitled"), snippet=str(item["snippet"]),
                                 score=float(item.get("score") or 0.0), url=item.get("url"),
@@ -53,11 +53,11 @@ class KnowledgeClient:
             # knowledge returns them best first by its fused ranking; ``score`` is only the
             # cosine similarity, so re-sorting by it would undo the lexical side
             version = data.get("knowledge_version")
-            return SearchResult(passages=passages[:top_k] if top_k else passages,
+            return Retrieved(passages=passages[:top_k] if top_k else passages,
                                 knowledge_version=int(version) if version is not None else None)
         except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, TypeError, AttributeError) as exc:
             log.warning("knowledge_search_failed", error=repr(exc)[:200])
-            return SearchResult()
+            return Retrieved()
 
 
 def _str(value) -> str | None:

@@ -119,9 +119,10 @@ async def cached_rewrite(conn, rewrite_key: str) -> str | None:
     return await conn.fetchval("SELECT query FROM query_rewrites WHERE rewrite_key = $1", rewrite_key)
 
 
-async def store_rewrite(conn, rewrite_key: str, tenant_id, query: str) -> None:
-    await conn.execute("INSERT INTO query_rewrites (rewrite_key, tenant_id, query) VALUES ($1, $2, $3) "
-                       "ON CONFLICT (rewrite_key) DO NOTHING", rewrite_key, tenant_id, query)
+async def store_rewrite(conn, rewrite_key: str, tenant_id, chatbot_id, conversation_id, query: str) -> None:
+    await conn.execute("INSERT INTO query_rewrites (rewrite_key, tenant_id, chatbot_id, conversation_id, query) "
+                       "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (rewrite_key) DO NOTHING",
+                       rewrite_key, tenant_id, chatbot_id, conversation_id, query)
 
 
 # --- cancel flags ----------------------------------------------------------------------------
@@ -139,3 +140,29 @@ async def cancel_requested(conn, reply_id: uuid.UUID, tenant_id: uuid.UUID) -> b
 async def reply_status(conn, reply_id: uuid.UUID, tenant_id: uuid.UUID) -> str | None:
     return await conn.fetchval("SELECT status FROM replies WHERE reply_id = $1 AND tenant_id = $2",
                                reply_id, tenant_id)
+
+
+# --- erasure (chatbot or tenant deleted, a visitor's data erased) ------------------------------
+
+async def delete_chatbot(conn, tenant_id: uuid.UUID, chatbot_id: uuid.UUID) -> None:
+    """The chatbot's ledger rows, cached replies and rewrites (its costs leave the reports)."""
+    await conn.execute("DELETE FROM reply_cancellations WHERE tenant_id = $1 AND reply_id IN "
+                       "(SELECT reply_id FROM replies WHERE tenant_id = $1 AND chatbot_id = $2)", tenant_id, chatbot_id)
+    await conn.execute("DELETE FROM replies WHERE tenant_id = $1 AND chatbot_id = $2", tenant_id, chatbot_id)
+    await conn.execute("DELETE FROM reply_cache WHERE tenant_id = $1 AND chatbot_id = $2", tenant_id, chatbot_id)
+    await conn.execute("DELETE FROM query_rewrites WHERE tenant_id = $1 AND chatbot_id = $2", tenant_id, chatbot_id)
+
+
+async def delete_tenant(conn, tenant_id: uuid.UUID) -> None:
+    for table in ("replies", "reply_cache", "reply_cancellations", "query_rewrites", "provider_keys"):
+        await conn.execute(f"DELETE FROM {table} WHERE tenant_id = $1", tenant_id)
+
+
+async def delete_conversations(conn, tenant_id: uuid.UUID, conversation_ids: list[uuid.UUID],
+                               reply_ids: list[uuid.UUID]) -> None:
+    await conn.execute("DELETE FROM replies WHERE tenant_id = $1 AND conversation_id = ANY($2::uuid[])",
+                       tenant_id, conversation_ids)
+    await conn.execute("DELETE FROM query_rewrites WHERE tenant_id = $1 AND conversation_id = ANY($2::uuid[])",
+                       tenant_id, conversation_ids)
+    await conn.execute("DELETE FROM reply_cancellations WHERE tenant_id = $1 AND reply_id = ANY($2::uuid[])",
+                       tenant_id, reply_ids)

@@ -122,7 +122,7 @@ async def plan(event: AiReplyRequestedEvent, deps) -> Retrieval:
         log.warning("query_rewrite_unusable", chars=len(text))
         return fallback
     async with deps.pool.acquire() as conn:
-        await repository.store_rewrite(conn, key, event.tenant_id, query)
+        await repository.store_rewrite(conn, key, event.tenant_id, event.chatbot_id, event.conversation_id, query)
     log.info("query_rewritten", ms=round((time.perf_counter() - started) * 1000), chars=len(query))
     return Retrieval(query=query, rewritten=True, standalone=query)
 

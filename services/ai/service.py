@@ -2,8 +2,10 @@
 the provider chain (retries with backoff, a first-token timeout per attempt, the fallback
 provider, one overall deadline), publish coalesced chunks, then the completion with its cost.
 
-A reply can be cancelled from any replica: the flag lives in the ai database and the streaming
-loop checks it on every chunk (and while a provider is silent).
+A reply is cancelled by ``ReplyCancelRequestedEvent``. While it streams, the ai process holding
+it has its stream queue bound to the conversation, so the cancel reaches that process at once,
+whichever replica it is; ai's durable queue also records the cancel, for a reply that has not
+started yet (checked once, after binding, so nothing falls in between).
 """
 from __future__ import annotations
 
@@ -22,11 +24,11 @@ import asyncpg
 
 from common import events as ev
 from common import metrics
-from common.db import claim, enqueue
+from common.db import apply_once, claim, enqueue
 from common.logging import get_logger
 from services.ai import analysis, repository
 from services.ai.coalesce import coalesce
-from services.ai.knowledge import KnowledgeClient, SearchResult
+from services.ai.knowledge import KnowledgeClient, Retrieved
 from services.ai.pricing import PriceTable
 from services.ai.retrieval import Retrieval, plan as plan_retrieval
 from services.ai.prompt import Prompt, build_prompt, estimate_tokens
@@ -39,17 +41,15 @@ FAILED_MESSAGE = "Sorry, I can't answer right now. Please try again in a moment.
 CANCELLED_MESSAGE = "The reply was stopped."
 _WORDS = re.compile(r"\S+\s*")
 _MARKER = re.compile(r"\[(\d{1,2})\]")
-CANCEL_DB_CHECK_S = 0.25
 
 
 @dataclass
 class ReplyPolicy:
-    deadline_s: float = 120.0             # the whole reply, every attempt included
+    deadline_s: float                     # the whole reply, every attempt included (from REPLY_DEADLINE_SECONDS)
     first_token_timeout_s: float = 20.0   # one attempt's wait for its first token
     retries: int = 2                      # extra attempts on one provider for retryable errors
     backoff_s: float = 0.5                # doubled each retry, with jitter
     chunk_interval_s: float = 0.04
-    cancel_poll_s: float = 1.0            # how often a silent stream looks for a cancel flag
 
 
 class ProviderSource:
@@ -85,13 +85,19 @@ class ReplyDeps:
     pool: asyncpg.Pool
     bus: object
     providers: ProviderSource
-    policy: ReplyPolicy = field(default_factory=ReplyPolicy)
+    policy: ReplyPolicy
     knowledge: KnowledgeClient | None = None
     prices: PriceTable = field(default_factory=PriceTable)
     cache_ttl_s: int = 3600
     history_tokens: int = 1500
     knowledge_tokens: int = 3000
     cancels: CancelBoard = field(default_factory=CancelBoard)
+    # what bootstrap opened for these deps, closed at shutdown
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    async def close(self) -> None:
+        for close in self.closers:
+            await close()
 
 
 # --- the provider chain ----------------------------------------------------------------------
@@ -103,8 +109,10 @@ class Outcome:
     provider: str
     model: str
     fallback_used: bool
-    first_token_at: float | None = None      # perf_counter
-    first_token_wall: float | None = None    # epoch seconds
+    # the first token's moment twice: on this process's clock, for ttft_ms, and as epoch
+    # seconds (``Timings.first_token_at``), which other processes can compare with theirs
+    first_token_clock: float | None = None   # time.perf_counter()
+    first_token_at: float | None = None      # time.time()
 
 
 @dataclass
@@ -202,7 +210,7 @@ async def stream_with_fallback(request: PromptRequest, chain: list[tuple[str, st
                 except Exception:  # noqa: BLE001 - still running in a cancelled step: dropped anyway
                     pass
             return Outcome(text=text, result=result, provider=name, model=model, fallback_used=position > 0,
-                           first_token_at=first_token["at"], first_token_wall=first_token["wall"])
+                           first_token_clock=first_token["at"], first_token_at=first_token["wall"])
     raise last_error or ProviderError(NOT_CONFIGURED, "no provider configured", retryable=False)
 
 
@@ -220,7 +228,7 @@ def cache_key(tenant_id: uuid.UUID, bot: ev.ChatbotSnapshot, question: str, know
     ``history`` is the conversation the prompt carries (and the follow-up's search reads):
     a reply is shared only between conversations that said exactly the same before it,
     which in practice means first questions (see docs/ai.md, "The reply cache")."""
-    settings = bot.model_dump(mode="json", exclude={"avatar_id"})
+    settings = bot.model_dump(mode="json")
     material = json.dumps({"t": str(tenant_id), "q": normalise_question(question), "kv": knowledge_version,
                            "bot": settings, "h": [[h.role, h.text] for h in history]},
                           sort_keys=True, separators=(",", ":"))
@@ -251,10 +259,13 @@ async def generate_reply(event: ev.AiReplyRequestedEvent, deps: ReplyDeps) -> No
         if await repository.reply_recorded(conn, event.reply_id):
             return  # redelivered after it was finished: the outbox publishes (or published) it
     cancel_event = deps.cancels.track(event.tenant_id, event.reply_id)
+    # cancel requests for this conversation now reach this process's stream queue
+    await deps.bus.bind_stream(str(event.conversation_id))
     try:
         await _generate(event, deps, cancel_event)
     finally:
         deps.cancels.forget(event.tenant_id, event.reply_id)
+        await deps.bus.unbind_stream(str(event.conversation_id))
 
 
 async def _generate(event: ev.AiReplyRequestedEvent, deps: ReplyDeps, cancel_event: asyncio.Event) -> None:
@@ -264,19 +275,19 @@ async def _generate(event: ev.AiReplyRequestedEvent, deps: ReplyDeps, cancel_eve
                reply_id=event.reply_id, reply_seq=event.reply_seq)
     partial = Partial(provider=bot.provider, model=bot.model)
 
-    async def is_cancelled() -> bool:
+    async def cancelled_before_start() -> bool:
         if cancel_event.is_set():
             return True
         async with deps.pool.acquire() as conn:
             return await repository.cancel_requested(conn, event.reply_id, event.tenant_id)
 
-    if await is_cancelled():
+    if await cancelled_before_start():
         await _fail(event, deps, ids, ProviderError(CANCELLED, "cancelled before it started", retryable=False),
                     partial, started)
         return
     await deps.bus.publish(ev.AiReplyStartedEvent(**ids, visitor_message_id=event.visitor_message_id))
 
-    search = SearchResult()
+    search = Retrieved()
     retrieval = Retrieval(query=event.text)
     if deps.knowledge is not None:
         retrieval = await plan_retrieval(event, deps)
@@ -293,19 +304,10 @@ async def _generate(event: ev.AiReplyRequestedEvent, deps: ReplyDeps, cancel_eve
     seq = 0
     offset = 0
 
-    last_db_check = time.monotonic()
-
     async def emit(text: str) -> None:
-        nonlocal seq, offset, last_db_check
-        # a cancel that reached this process stops the very next chunk; one that reached another
-        # replica is seen in the database, looked up at most every CANCEL_DB_CHECK_S so the
-        # first token (and every chunk) is not held up by a query
-        if cancel_event.is_set():
+        nonlocal seq, offset
+        if cancel_event.is_set():  # the cancel stops the very next chunk
             raise ProviderError(CANCELLED, "the reply was cancelled", retryable=False)
-        if time.monotonic() - last_db_check >= CANCEL_DB_CHECK_S:
-            last_db_check = time.monotonic()
-            if await is_cancelled():
-                raise ProviderError(CANCELLED, "the reply was cancelled", retryable=False)
         seq += 1
         await deps.bus.publish(ev.AiReplyChunkEvent(**ids, seq=seq, offset=offset, text=text))
         offset += len(text)
@@ -338,22 +340,21 @@ async def _generate(event: ev.AiReplyRequestedEvent, deps: ReplyDeps, cancel_eve
             result = StreamResult(citations=[ev.Citation.model_validate(c) for c in cached["citations"]],
                                   answered_from_knowledge=cached["answered_from_knowledge"])
             return Outcome(text=text, result=result, provider=cached["provider"], model=cached["model"],
-                           fallback_used=False, first_token_at=first["at"], first_token_wall=first["wall"])
+                           fallback_used=False, first_token_clock=first["at"], first_token_at=first["wall"])
         chain = [(bot.provider, bot.model)]
         if bot.fallback_provider and bot.fallback_provider != bot.provider:
-            chain.append((bot.fallback_provider,
-                          bot.fallback_model or deps.providers.default_model(bot.fallback_provider)))
+            chain.append((bot.fallback_provider, deps.providers.default_model(bot.fallback_provider)))
         return await stream_with_fallback(request, chain, deps.providers, event.tenant_id, deps.policy,
                                           on_attempt, emit)
 
     try:
-        outcome = await _race_cancel(produce(), cancel_event, is_cancelled, deps.policy.cancel_poll_s)
+        outcome = await _race_cancel(produce(), cancel_event)
     except ProviderError as exc:
         await _fail(event, deps, ids, exc, partial, started)
         return
 
     total_ms = (time.perf_counter() - started) * 1000
-    ttft_ms = (outcome.first_token_at - started) * 1000 if outcome.first_token_at else None
+    ttft_ms = (outcome.first_token_clock - started) * 1000 if outcome.first_token_clock else None
     if ttft_ms is not None:
         metrics.TIME_TO_FIRST_TOKEN.labels("ai", outcome.provider).observe(ttft_ms / 1000)
     result = outcome.result
@@ -370,7 +371,7 @@ async def _generate(event: ev.AiReplyRequestedEvent, deps: ReplyDeps, cancel_eve
         sentiment=analysis.sentiment(text), intent=analysis.classify_intent(text),
         visitor_sentiment=analysis.sentiment(event.text), visitor_intent=analysis.classify_intent(event.text),
         provider=outcome.provider, model=outcome.model, usage=usage,
-        timings=ev.Timings(ttft_ms=ttft_ms, total_ms=total_ms, first_token_at=outcome.first_token_wall),
+        timings=ev.Timings(ttft_ms=ttft_ms, total_ms=total_ms, first_token_at=outcome.first_token_at),
         answered_from_knowledge=from_knowledge)
     # fallback answers (another provider, or the persona's "I don't know") are not cached
     cacheable = (key is not None and cached is None and not outcome.fallback_used
@@ -391,26 +392,23 @@ async def _generate(event: ev.AiReplyRequestedEvent, deps: ReplyDeps, cancel_eve
              chars=len(text), cost_usd=usage.cost_usd, passages=len(prompt.passages))
 
 
-async def _race_cancel(work: Awaitable[Outcome], cancel_event: asyncio.Event,
-                       is_cancelled: Callable[[], Awaitable[bool]], poll_s: float) -> Outcome:
-    """Run ``work``; stop it when this process is asked to cancel, or when the flag appears in
-    the database (another replica took the request) while the provider is silent."""
+async def _race_cancel(work: Awaitable[Outcome], cancel_event: asyncio.Event) -> Outcome:
+    """Run ``work``; stop it the moment the cancel reaches this process, even while the
+    provider is silent."""
     task = asyncio.ensure_future(work)
+    waiter = asyncio.ensure_future(cancel_event.wait())
     try:
-        while True:
-            waiter = asyncio.ensure_future(cancel_event.wait())
-            done, _ = await asyncio.wait({task, waiter}, timeout=poll_s, return_when=asyncio.FIRST_COMPLETED)
-            waiter.cancel()
-            if task in done:
-                return task.result()
-            if cancel_event.is_set() or await is_cancelled():
-                task.cancel()
-                try:
-                    await task
-                except (asyncio.CancelledError, ProviderError):
-                    pass
-                raise ProviderError(CANCELLED, "the reply was cancelled", retryable=False)
+        done, _ = await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        if task in done:
+            return task.result()
+        task.cancel()
+        try:
+            await task
+        except (asyncio.CancelledError, ProviderError):
+            pass
+        raise ProviderError(CANCELLED, "the reply was cancelled", retryable=False)
     finally:
+        waiter.cancel()
         if not task.done():
             task.cancel()
 
@@ -437,3 +435,36 @@ async def _fail(event: ev.AiReplyRequestedEvent, deps: ReplyDeps, ids: dict, err
         log.info("reply_cancelled", chars=len(partial.text))
     else:
         log.error("reply_failed", code=failed.code, error=str(error)[:300])
+
+
+# --- cancel requests and lifecycles ----------------------------------------------------------
+
+async def cancel_here(deps: ReplyDeps, event: ev.ReplyCancelRequestedEvent) -> None:
+    """A cancel on this process's stream queue: the reply it streams stops at its next chunk."""
+    if deps.cancels.cancel(event.tenant_id, event.reply_id):
+        log.info("reply_cancel_received", reply_id=str(event.reply_id))
+
+
+async def record_cancel(deps: ReplyDeps, event: ev.ReplyCancelRequestedEvent) -> None:
+    """The durable copy: a reply that has not started yet finds the flag when it starts."""
+    async with deps.pool.acquire() as conn, conn.transaction():
+        if not await claim(conn, event):
+            return
+        if await repository.reply_status(conn, event.reply_id, event.tenant_id) is None:
+            await repository.request_cancel(conn, event.reply_id, event.tenant_id)
+    deps.cancels.cancel(event.tenant_id, event.reply_id)
+
+
+async def delete_chatbot(deps: ReplyDeps, event: ev.ChatbotDeletedEvent) -> None:
+    await apply_once(deps.pool, event, repository.delete_chatbot, event.tenant_id, event.chatbot_id)
+    log.info("chatbot_ledger_deleted", chatbot_id=str(event.chatbot_id))
+
+
+async def delete_tenant(deps: ReplyDeps, event: ev.TenantDeletedEvent) -> None:
+    await apply_once(deps.pool, event, repository.delete_tenant, event.tenant_id)
+    log.info("tenant_ledger_deleted")
+
+
+async def erase_visitor(deps: ReplyDeps, event: ev.VisitorDataErasedEvent) -> None:
+    await apply_once(deps.pool, event, repository.delete_conversations, event.tenant_id, event.conversation_ids,
+                     event.message_ids)

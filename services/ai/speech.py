@@ -15,7 +15,7 @@ from aiohttp import web
 from pydantic import BaseModel, Field
 
 from common.logging import get_logger
-from common.web import SETTINGS, ApiError, read_json
+from common.web import DEPS, SETTINGS, ApiError, read_json
 from services.ai.providers.base import ProviderError
 
 log = get_logger(__name__)
@@ -28,12 +28,12 @@ class SpeechIn(BaseModel):
     model: str = Field("tts-1", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
 
 
-def add_routes(app: web.Application, registry_key: web.AppKey) -> None:
+def add_routes(app: web.Application) -> None:
     async def speech(request: web.Request) -> web.StreamResponse:
         body = await read_json(request, SpeechIn)
         timeout = request.app[SETTINGS].tts_timeout_s
         try:
-            provider = await request.app[registry_key].get(body.tenant_id, "openai")
+            provider = await request.app[DEPS].providers.get(body.tenant_id, "openai")
         except ProviderError as exc:
             raise ApiError(409, "voice_not_configured", "no OpenAI-compatible key for speech: "
                            "store one with PUT /api/v1/provider-keys/openai") from exc

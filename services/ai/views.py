@@ -1,22 +1,20 @@
 """Internal HTTP of the ai service (the gateway forwards tenant calls here): tenant provider
-keys, the usage ledger, and cancelling a reply in flight."""
+keys and the usage ledger. (Cancelling a reply is an event: ReplyCancelRequestedEvent.)"""
 from __future__ import annotations
 
-import uuid
 from datetime import date, datetime, time, timedelta, timezone
 
 from aiohttp import web
 from pydantic import BaseModel, Field, field_validator
 
+from common.errors import parse_uuid
 from common.netguard import UnsafeUrl, ensure_public_url
 from common.web import POOL, SETTINGS, ApiError, json_response, read_json
 from services.ai import repository
 from services.ai.keyvault import KeyVault, mask
 from services.ai.providers.registry import KEYED_PROVIDERS
-from services.ai.service import CancelBoard
 
 VAULT = web.AppKey("vault", KeyVault)
-CANCELS = web.AppKey("cancels", CancelBoard)
 
 
 class ProviderKeyIn(BaseModel):
@@ -29,13 +27,6 @@ class ProviderKeyIn(BaseModel):
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError("base_url must be an http(s) URL")
         return value or None
-
-
-def _uuid(value: str | None, name: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(str(value))
-    except ValueError:
-        raise ApiError(400, "bad_request", f"{name} must be a UUID") from None
 
 
 def _provider(request: web.Request) -> str:
@@ -51,7 +42,7 @@ def _key_view(row: dict) -> dict:
 
 
 async def put_provider_key(request: web.Request) -> web.Response:
-    tenant_id = _uuid(request.match_info["tenant_id"], "tenant_id")
+    tenant_id = parse_uuid(request.match_info["tenant_id"], "tenant_id", status=400)
     provider = _provider(request)
     body = await read_json(request, ProviderKeyIn)
     if body.base_url:
@@ -67,7 +58,7 @@ async def put_provider_key(request: web.Request) -> web.Response:
 
 
 async def get_provider_key(request: web.Request) -> web.Response:
-    tenant_id = _uuid(request.match_info["tenant_id"], "tenant_id")
+    tenant_id = parse_uuid(request.match_info["tenant_id"], "tenant_id", status=400)
     provider = _provider(request)
     async with request.app[POOL].acquire() as conn:
         row = await repository.get_provider_key_info(conn, tenant_id, provider)
@@ -77,7 +68,7 @@ async def get_provider_key(request: web.Request) -> web.Response:
 
 
 async def delete_provider_key(request: web.Request) -> web.Response:
-    tenant_id = _uuid(request.match_info["tenant_id"], "tenant_id")
+    tenant_id = parse_uuid(request.match_info["tenant_id"], "tenant_id", status=400)
     provider = _provider(request)
     async with request.app[POOL].acquire() as conn:
         if not await repository.delete_provider_key(conn, tenant_id, provider):
@@ -101,7 +92,7 @@ async def usage(request: web.Request) -> web.Response:
     """Cost and tokens of a tenant's replies in [from, to), grouped by chatbot, day or model.
     A bare ``to`` date includes that whole day."""
     q = request.query
-    tenant_id = _uuid(q.get("tenant_id"), "tenant_id")
+    tenant_id = parse_uuid(q.get("tenant_id"), "tenant_id", status=400)
     group_by = q.get("group_by", "day")
     if group_by not in ("chatbot", "day", "model"):
         raise ApiError(400, "bad_request", "group_by must be chatbot, day or model")
@@ -124,25 +115,9 @@ async def usage(request: web.Request) -> web.Response:
                           "from": start.isoformat(), "to": end.isoformat()})
 
 
-async def cancel_reply(request: web.Request) -> web.Response:
-    """Stop a reply in flight. The flag is stored, so whichever replica streams the reply sees
-    it on its next chunk; this process stops at once if it holds the reply."""
-    reply_id = _uuid(request.match_info["reply_id"], "reply_id")
-    tenant_id = _uuid(request.query.get("tenant_id"), "tenant_id")
-    async with request.app[POOL].acquire() as conn:
-        status = await repository.reply_status(conn, reply_id, tenant_id)
-        if status is not None:
-            raise ApiError(409, "reply_finished", f"the reply already ended ({status})")
-        await repository.request_cancel(conn, reply_id, tenant_id)
-    local = request.app[CANCELS].cancel(tenant_id, reply_id)
-    return json_response({"data": {"reply_id": str(reply_id), "status": "cancelling", "here": local}},
-                         status=202)
-
-
 def add_routes(app: web.Application) -> None:
     keys = "/internal/tenants/{tenant_id}/provider-keys/{provider}"
     app.router.add_put(keys, put_provider_key)
     app.router.add_get(keys, get_provider_key)
     app.router.add_delete(keys, delete_provider_key)
     app.router.add_get("/internal/usage", usage)
-    app.router.add_post("/internal/replies/{reply_id}/cancel", cancel_reply)

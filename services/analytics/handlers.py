@@ -1,4 +1,7 @@
-"""The one handler of the analytics service: every durable event goes through it.
+"""What the analytics service does with each event: ``REGISTRY`` maps each event class to its
+handlers, each ``on_<event>(event, *, deps)``. Every durable event is recorded (``on_event``),
+except the lifecycle events, which erase instead: a raw copy of an erasure would keep the very
+ids it erases.
 
 Events from all queues are recorded in small batches, one transaction per batch: a busy
 chatbot's events all update the same rollup rows, and one commit (one WAL flush, one hold of
@@ -10,13 +13,20 @@ one bad event cannot hold the others back.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 
 import asyncpg
 
+from common import events as ev
+from common.db import apply_once, claim
 from common.events import Event
+from common.handlers import Registry, touches
 from common.logging import get_logger
+from common.topology import SUBSCRIPTIONS
 from services.analytics import ingest
+from services.analytics import repository as repo
 from services.analytics.repository import RollupDeltas, month_of
+from services.analytics.settings import Settings
 
 log = get_logger(__name__)
 
@@ -76,6 +86,64 @@ class Recorder:
                     future.set_result(None)
 
 
-async def on_event(event: Event, *, recorder: Recorder) -> None:
+@dataclass
+class Deps:
+    pool: asyncpg.Pool
+    settings: Settings
+    partitions: ingest.PartitionCache
+    recorder: Recorder
+
+
+def bootstrap(settings: Settings, pool: asyncpg.Pool, bus=None) -> Deps:
+    partitions = ingest.PartitionCache()
+    return Deps(pool=pool, settings=settings, partitions=partitions, recorder=Recorder(pool, partitions))
+
+
+@touches(*repo.TENANT_TABLES)
+async def on_event(event: Event, *, deps: Deps) -> None:
     """Store the event and update the rollups; a redelivery changes nothing."""
-    await recorder.record(event)
+    await deps.recorder.record(event)
+
+
+@touches(*repo.TENANT_TABLES)
+async def on_chatbot_deleted(event: ev.ChatbotDeletedEvent, *, deps: Deps) -> None:
+    await apply_once(deps.pool, event, repo.delete_chatbot, event.tenant_id, event.chatbot_id)
+    log.info("chatbot_analytics_deleted", chatbot_id=str(event.chatbot_id))
+
+
+@touches(*repo.TENANT_TABLES, "tenant_settings")
+async def on_tenant_deleted(event: ev.TenantDeletedEvent, *, deps: Deps) -> None:
+    await apply_once(deps.pool, event, repo.delete_tenant, event.tenant_id)
+    log.info("tenant_analytics_deleted")
+
+
+@touches(*repo.VISITOR_TABLES)
+async def on_visitor_data_erasure_requested(event: ev.VisitorDataErasureRequestedEvent, *, deps: Deps) -> None:
+    await _erase_visitor(deps, event, [])
+
+
+@touches(*repo.VISITOR_TABLES)
+async def on_visitor_data_erased(event: ev.VisitorDataErasedEvent, *, deps: Deps) -> None:
+    """The conversation service's list also covers conversations analytics saw no start of."""
+    await _erase_visitor(deps, event, event.conversation_ids)
+
+
+async def _erase_visitor(deps: Deps, event, conversation_ids: list) -> None:
+    async with deps.pool.acquire() as conn, conn.transaction():
+        if not await claim(conn, event):
+            return
+        conversations = await repo.visitor_conversations(conn, event.tenant_id, event.chatbot_id, event.visitor_id,
+                                                         conversation_ids)
+        await repo.delete_visitor(conn, event.tenant_id, event.chatbot_id, event.visitor_id, conversations)
+    log.info("visitor_analytics_erased", conversations=len(conversations))
+
+
+ERASERS = {
+    ev.ChatbotDeletedEvent: on_chatbot_deleted,
+    ev.TenantDeletedEvent: on_tenant_deleted,
+    ev.VisitorDataErasureRequestedEvent: on_visitor_data_erasure_requested,
+    ev.VisitorDataErasedEvent: on_visitor_data_erased,
+}
+assert set(ERASERS) == set(ev.LIFECYCLE_EVENTS)
+# every durable event class, each on its own queue (<EventClass>.analytics)
+REGISTRY: Registry = {cls: [ERASERS.get(cls, on_event)] for cls in SUBSCRIPTIONS["analytics"]}

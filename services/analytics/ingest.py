@@ -17,7 +17,6 @@ from services.analytics import repository as repo
 
 # visitor intents that are not questions: no answer from knowledge is expected for them
 NOT_QUESTIONS = frozenset({"greeting", "thanks", "goodbye", "asks_for_human", "about_bot"})
-HANDOFF_INTENT = "asks_for_human"
 LATENCY_BASE = 1.1
 LATENCY_MAX_IDX = 200
 
@@ -102,7 +101,7 @@ async def _reply_requested(conn, e: ev.AiReplyRequestedEvent, rollups: repo.Roll
 
 async def _reply_completed(conn, e: ev.AiReplyCompletedEvent, rollups: repo.RollupDeltas) -> None:
     at = e.occurred_at
-    conversation = await repo.touch_conversation(conn, e, at)
+    await repo.touch_conversation(conn, e, at)
     reply = await repo.touch_reply(conn, e, at)
     if reply["status"] == "completed":
         return  # a second completion of one reply (should not happen) is not a second reply
@@ -111,18 +110,15 @@ async def _reply_completed(conn, e: ev.AiReplyCompletedEvent, rollups: repo.Roll
         conn, e.reply_id, status="completed", answer=e.text[:8000],
         citations=[c.model_dump(mode="json") for c in e.citations], answered_from_knowledge=e.answered_from_knowledge,
         intent=e.intent, visitor_intent=e.visitor_intent, unanswered=unanswered, completed_at=at)
-    handoff = HANDOFF_INTENT in (e.intent, e.visitor_intent)
-    new_handoff = handoff and not conversation["handoff"]
     usage = e.usage
     cost = round(usage.cost_usd, 6)
     await repo.update_conversation(
-        conn, e.conversation_id, at, sets={"handoff": True} if new_handoff else {},
+        conn, e.conversation_id, at,
         adds={"replies": 1, "prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
               "cost_usd": cost, "failed_replies": -1 if reply["status"] == "failed" else 0})
     rollups.bump(
         e.tenant_id, e.chatbot_id, at, replies=1,
         failed_replies=-1 if reply["status"] == "failed" else 0,
-        handoff_requests=1 if handoff else 0, handoff_conversations=1 if new_handoff else 0,
         cache_hits=1 if usage.cached else 0, answered_from_knowledge=1 if e.answered_from_knowledge else 0,
         unanswered=1 if unanswered else 0, prompt_tokens=usage.prompt_tokens,
         completion_tokens=usage.completion_tokens, cost_usd=cost, **{sentiment_class(e.visitor_sentiment): 1})
@@ -167,10 +163,20 @@ async def _feedback_given(conn, e: ev.FeedbackGivenEvent, rollups: repo.RollupDe
     rollups.bump(e.tenant_id, e.chatbot_id, first_rated_at, **deltas)
 
 
+async def _handoff_requested(conn, e: ev.HandoffRequestedEvent, rollups: repo.RollupDeltas) -> None:
+    """Every request counts; a conversation counts once, however often its visitor asks."""
+    at = e.occurred_at
+    conversation = await repo.touch_conversation(conn, e, at)
+    new = not conversation["handoff"]
+    await repo.update_conversation(conn, e.conversation_id, at, sets={"handoff": True} if new else {})
+    rollups.bump(e.tenant_id, e.chatbot_id, at, handoff_requests=1, handoff_conversations=1 if new else 0)
+
+
 APPLY = {
     ev.ConversationStartedEvent: _conversation_started,
     ev.AiReplyRequestedEvent: _reply_requested,
     ev.AiReplyCompletedEvent: _reply_completed,
     ev.AiReplyFailedEvent: _reply_failed,
     ev.FeedbackGivenEvent: _feedback_given,
+    ev.HandoffRequestedEvent: _handoff_requested,
 }

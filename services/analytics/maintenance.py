@@ -58,9 +58,7 @@ async def purge_tenants(pool: asyncpg.Pool, default_days: int, now: datetime | N
     total = 0
     async with pool.acquire() as conn:
         chosen = {r["tenant_id"]: r["retention_days"] for r in await repo.tenant_retentions(conn)}
-        tenants = set(chosen) | {r["tenant_id"] for r in await conn.fetch(
-            "SELECT DISTINCT tenant_id FROM conversation_facts WHERE first_seen_at < $1",
-            now - timedelta(days=default_days))}
+        tenants = set(chosen) | set(await repo.tenants_with_facts_before(conn, now - timedelta(days=default_days)))
         for tenant_id in tenants:
             days = chosen.get(tenant_id, default_days)
             total += await repo.purge_tenant(conn, tenant_id, now - timedelta(days=days))

@@ -81,13 +81,20 @@ async def drop_partition(conn: asyncpg.Connection, name: str) -> None:
 
 # --- writes ----------------------------------------------------------------------------------
 
+def chatbot_of(event: Event) -> uuid.UUID | None:
+    """The chatbot an event is about: its ``chatbot_id``, or its snapshot's (ChatbotCreatedEvent),
+    so deleting the chatbot finds every event that names it."""
+    chatbot = getattr(event, "chatbot", None)
+    return getattr(event, "chatbot_id", None) or getattr(chatbot, "chatbot_id", None)
+
+
 async def insert_event(conn: asyncpg.Connection, event: Event, payload: dict) -> bool:
     """Store the raw event; False if it was stored before (a redelivery)."""
     row = await conn.fetchval(
         "INSERT INTO events (event_id, occurred_at, event_type, tenant_id, chatbot_id, conversation_id, "
         "correlation_id, payload) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
         "ON CONFLICT (event_id, occurred_at) DO NOTHING RETURNING 1",
-        event.event_id, event.occurred_at, event.name(), event.tenant_id, getattr(event, "chatbot_id", None),
+        event.event_id, event.occurred_at, event.name(), event.tenant_id, chatbot_of(event),
         getattr(event, "conversation_id", None), event.correlation_id, payload)
     return row is not None
 
@@ -338,3 +345,58 @@ def day_range(since: date, until_inclusive: date) -> tuple[datetime, datetime]:
     start = datetime(since.year, since.month, since.day, tzinfo=timezone.utc)
     end = datetime(until_inclusive.year, until_inclusive.month, until_inclusive.day, tzinfo=timezone.utc)
     return start, end + timedelta(days=1)
+
+
+# --- erasure (chatbot or tenant deleted, a visitor's data erased) ------------------------------
+
+TENANT_TABLES = ("events", "rollups", "rollup_models", "rollup_latency", "rollup_intents", "visitor_days",
+                 "conversation_facts", "reply_facts")
+# what names a visitor; the rollups count everyone and name nobody
+VISITOR_TABLES = ("events", "reply_facts", "conversation_facts", "visitor_days")
+
+
+async def delete_chatbot(conn: asyncpg.Connection, tenant_id: uuid.UUID, chatbot_id: uuid.UUID) -> None:
+    """Everything recorded of a deleted chatbot, its rollups included: its history leaves the
+    tenant's reports with it."""
+    for table in TENANT_TABLES:
+        await conn.execute(f"DELETE FROM {table} WHERE tenant_id = $1 AND chatbot_id = $2", tenant_id, chatbot_id)
+
+
+async def delete_tenant(conn: asyncpg.Connection, tenant_id: uuid.UUID) -> None:
+    for table in (*TENANT_TABLES, "tenant_settings"):
+        await conn.execute(f"DELETE FROM {table} WHERE tenant_id = $1", tenant_id)
+
+
+async def visitor_conversations(conn: asyncpg.Connection, tenant_id: uuid.UUID, chatbot_id: uuid.UUID,
+                                visitor_id: uuid.UUID, also: list[uuid.UUID]) -> list[uuid.UUID]:
+    """The visitor's conversations as analytics knows them, and ``also`` (those the conversation
+    service named)."""
+    rows = await conn.fetch(
+        "SELECT conversation_id FROM conversation_facts WHERE tenant_id = $1 AND chatbot_id = $2 AND visitor_id = $3",
+        tenant_id, chatbot_id, visitor_id)
+    return sorted({r["conversation_id"] for r in rows} | set(also))
+
+
+async def visitor_events(conn: asyncpg.Connection, tenant_id: uuid.UUID, conversation_ids: list[uuid.UUID]):
+    return await conn.fetch(
+        "SELECT event_id, event_type, occurred_at, payload FROM events WHERE tenant_id = $1 "
+        "AND conversation_id = ANY($2::uuid[]) ORDER BY occurred_at, event_id", tenant_id, conversation_ids)
+
+
+async def delete_visitor(conn: asyncpg.Connection, tenant_id: uuid.UUID, chatbot_id: uuid.UUID,
+                         visitor_id: uuid.UUID, conversation_ids: list[uuid.UUID]) -> None:
+    """The visitor's raw events, facts and daily presence. Rollups are counts of everyone and
+    name no visitor: they stay."""
+    await conn.execute("DELETE FROM events WHERE tenant_id = $1 AND conversation_id = ANY($2::uuid[])",
+                       tenant_id, conversation_ids)
+    await conn.execute("DELETE FROM reply_facts WHERE tenant_id = $1 AND conversation_id = ANY($2::uuid[])",
+                       tenant_id, conversation_ids)
+    await conn.execute("DELETE FROM conversation_facts WHERE tenant_id = $1 AND conversation_id = ANY($2::uuid[])",
+                       tenant_id, conversation_ids)
+    await conn.execute("DELETE FROM visitor_days WHERE tenant_id = $1 AND chatbot_id = $2 AND visitor_id = $3",
+                       tenant_id, chatbot_id, visitor_id)
+
+
+async def tenants_with_facts_before(conn: asyncpg.Connection, before: datetime) -> list[uuid.UUID]:
+    rows = await conn.fetch("SELECT DISTINCT tenant_id FROM conversation_facts WHERE first_seen_at < $1", before)
+    return [r["tenant_id"] for r in rows]

@@ -16,6 +16,7 @@ from decimal import Decimal
 from aiohttp import web
 from pydantic import BaseModel, Field
 
+from common.errors import parse_uuid
 from common.web import POOL, ApiError, json_response, read_json
 from services.analytics import reports
 from services.analytics import repository as repo
@@ -24,19 +25,12 @@ routes = web.RouteTableDef()
 EXPORT_BATCH = 500
 
 
-def _uuid(value: str | None, what: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(value or "")
-    except ValueError:
-        raise ApiError(400, "bad_request", f"{what} must be a UUID") from None
-
-
 def _scope(request: web.Request) -> tuple[uuid.UUID, reports.Range, list[uuid.UUID] | None]:
     q = request.query
-    tenant_id = _uuid(q.get("tenant_id"), "tenant_id")
+    tenant_id = parse_uuid(q.get("tenant_id"), "tenant_id", status=400)
     rng = reports.parse_range(q.get("from"), q.get("to"))
     chatbots = q.getall("chatbot_id", [])
-    return tenant_id, rng, [_uuid(c, "chatbot_id") for c in chatbots] or None
+    return tenant_id, rng, [parse_uuid(c, "chatbot_id", status=400) for c in chatbots] or None
 
 
 def _int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
@@ -184,7 +178,7 @@ class SettingsIn(BaseModel):
 
 @routes.get("/internal/analytics/settings")
 async def get_settings(request: web.Request) -> web.Response:
-    tenant_id = _uuid(request.query.get("tenant_id"), "tenant_id")
+    tenant_id = parse_uuid(request.query.get("tenant_id"), "tenant_id", status=400)
     async with request.app[POOL].acquire() as conn:
         days = await repo.retention_days(conn, tenant_id)
     default = request.app[RETENTION_DEFAULT]
@@ -193,7 +187,7 @@ async def get_settings(request: web.Request) -> web.Response:
 
 @routes.put("/internal/analytics/settings")
 async def put_settings(request: web.Request) -> web.Response:
-    tenant_id = _uuid(request.query.get("tenant_id"), "tenant_id")
+    tenant_id = parse_uuid(request.query.get("tenant_id"), "tenant_id", status=400)
     body = await read_json(request, SettingsIn)
     async with request.app[POOL].acquire() as conn:
         await repo.set_retention_days(conn, tenant_id, body.retention_days)
@@ -202,3 +196,24 @@ async def put_settings(request: web.Request) -> web.Response:
 
 
 RETENTION_DEFAULT = web.AppKey("retention_default_days", int)
+
+
+class VisitorExportIn(BaseModel):
+    tenant_id: uuid.UUID
+    chatbot_id: uuid.UUID
+    conversation_ids: list[uuid.UUID] = Field(default_factory=list, max_length=100_000)
+
+
+@routes.post("/internal/visitors/{visitor_id}/export")
+async def export_visitor(request: web.Request) -> web.Response:
+    """Every event recorded of one visitor's conversations (those the conversation service
+    named, and any analytics knows of the visitor), as recorded."""
+    body = await read_json(request, VisitorExportIn, max_bytes=8 * 1024 ** 2)
+    visitor_id = parse_uuid(request.match_info["visitor_id"], "visitor_id", status=400)
+    async with request.app[POOL].acquire() as conn:
+        conversations = await repo.visitor_conversations(conn, body.tenant_id, body.chatbot_id, visitor_id,
+                                                         body.conversation_ids)
+        rows = await repo.visitor_events(conn, body.tenant_id, conversations)
+    return json_response({"events": [{"event_id": str(r["event_id"]), "event_type": r["event_type"],
+                                      "occurred_at": r["occurred_at"].isoformat(), "payload": r["payload"]}
+                                     for r in rows]})

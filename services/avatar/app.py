@@ -2,16 +2,14 @@
 from __future__ import annotations
 
 import asyncio
-from functools import partial
 from pathlib import Path
 
 import asyncpg
 from aiohttp import web
 
-from common import events as ev
 from common.bus import Bus
 from common.logging import get_logger
-from common.web import POOL, make_app, service_context
+from common.web import make_app, service_context
 from services.avatar import handlers, views
 from services.avatar.default_avatar import build_glb
 from services.avatar.service import DefaultAvatar, Validator
@@ -21,10 +19,6 @@ from services.avatar.validation import validate_glb
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 log = get_logger(__name__)
-
-
-def _subscribe(app: web.Application, bus: Bus) -> None:
-    bus.subscribe(ev.AiReplyCompletedEvent, partial(handlers.on_ai_reply_completed, pool=app[POOL]))
 
 
 def ensure_default_avatar(store: AvatarStore) -> DefaultAvatar:
@@ -55,6 +49,7 @@ def create_app(settings: Settings | None = None, *, pool: asyncpg.Pool | None = 
     settings = settings or Settings()
     app = make_app(settings)
     app.cleanup_ctx.append(_storage_ctx(settings))
-    app.cleanup_ctx.append(service_context(MIGRATIONS, pool=pool, bus=bus, subscribe=_subscribe))
+    app.cleanup_ctx.append(service_context(MIGRATIONS, pool=pool, bus=bus, registry=handlers.REGISTRY,
+                                           bootstrap=handlers.bootstrap))
     app.router.add_routes(views.routes)
     return app

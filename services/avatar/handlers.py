@@ -1,28 +1,51 @@
+"""What the avatar service does with each event it consumes: ``REGISTRY`` maps each event
+class to its handlers, each ``on_<event>(event, *, deps)``; the use cases are in service.py."""
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import asyncpg
 
 from common import events as ev
-from common.db import claim, enqueue
-from common.logging import get_logger
-from services.avatar import repository, service
-from services.avatar.behaviours import choose_behaviour
-
-log = get_logger(__name__)
+from common.handlers import Registry, touches
+from services.avatar import service
+from services.avatar.settings import Settings
+from services.avatar.storage import AvatarStore
 
 
-async def on_ai_reply_completed(event: ev.AiReplyCompletedEvent, *, pool: asyncpg.Pool) -> None:
-    """Pick the reply's behaviour, play it through the chatbot's avatar's animation map."""
-    behaviour = choose_behaviour(event.intent if event.intent != "other" else event.visitor_intent,
-                                 event.sentiment, answered=event.answered_from_knowledge or event.intent != "other")
-    async with pool.acquire() as conn, conn.transaction():
-        if not await claim(conn, event):
-            return
-        avatar_id, clip = await service.select_clip(conn, event.tenant_id, event.chatbot_id, behaviour)
-        await repository.record_selection(conn, event.reply_id, event.tenant_id, event.chatbot_id, avatar_id,
-                                          behaviour, clip)
-        await enqueue(conn, ev.AvatarAnimationSelectedEvent(
-            tenant_id=event.tenant_id, chatbot_id=event.chatbot_id, conversation_id=event.conversation_id,
-            reply_id=event.reply_id, reply_seq=event.reply_seq, behaviour=behaviour, clip=clip,
-            sentiment=event.sentiment, intent=event.intent))
-    log.info("animation_selected", reply_id=str(event.reply_id), behaviour=behaviour, clip=clip)
+@dataclass
+class Deps:
+    pool: asyncpg.Pool
+    store: AvatarStore
+
+
+def bootstrap(settings: Settings, pool: asyncpg.Pool, bus=None) -> Deps:
+    return Deps(pool=pool, store=AvatarStore(settings.storage_dir))
+
+
+@touches("animation_selections", "outbox")
+async def on_ai_reply_completed(event: ev.AiReplyCompletedEvent, *, deps: Deps) -> None:
+    await service.animate_reply(deps.pool, event)
+
+
+@touches("chatbot_avatars", "chatbot_animation_maps", "animation_selections")
+async def on_chatbot_deleted(event: ev.ChatbotDeletedEvent, *, deps: Deps) -> None:
+    await service.delete_chatbot(deps.pool, event)
+
+
+@touches("avatars", "chatbot_avatars", "chatbot_animation_maps", "animation_selections")
+async def on_tenant_deleted(event: ev.TenantDeletedEvent, *, deps: Deps) -> None:
+    await service.delete_tenant(deps.pool, deps.store, event)
+
+
+@touches("animation_selections")
+async def on_visitor_data_erased(event: ev.VisitorDataErasedEvent, *, deps: Deps) -> None:
+    await service.erase_visitor(deps.pool, event)
+
+
+REGISTRY: Registry = {
+    ev.AiReplyCompletedEvent: [on_ai_reply_completed],
+    ev.ChatbotDeletedEvent: [on_chatbot_deleted],
+    ev.TenantDeletedEvent: [on_tenant_deleted],
+    ev.VisitorDataErasedEvent: [on_visitor_data_erased],
+}

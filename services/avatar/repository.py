@@ -122,3 +122,24 @@ async def forget_chatbot(conn: asyncpg.Connection, tenant_id: uuid.UUID, chatbot
     await conn.execute("DELETE FROM chatbot_animation_maps WHERE chatbot_id = $1 AND tenant_id = $2",
                        chatbot_id, tenant_id)
     await conn.execute("DELETE FROM chatbot_avatars WHERE chatbot_id = $1 AND tenant_id = $2", chatbot_id, tenant_id)
+
+
+# --- erasure (chatbot or tenant deleted, a visitor's data erased) ------------------------------
+
+async def delete_chatbot(conn: asyncpg.Connection, tenant_id: uuid.UUID, chatbot_id: uuid.UUID) -> None:
+    await forget_chatbot(conn, tenant_id, chatbot_id)
+    await conn.execute("DELETE FROM animation_selections WHERE chatbot_id = $1 AND tenant_id = $2",
+                       chatbot_id, tenant_id)
+
+
+async def delete_tenant(conn: asyncpg.Connection, tenant_id: uuid.UUID) -> list[uuid.UUID]:
+    """Every row of the tenant; returns the ids of its avatars, whose files go too."""
+    await conn.execute("DELETE FROM animation_selections WHERE tenant_id = $1", tenant_id)
+    await conn.execute("DELETE FROM chatbot_animation_maps WHERE tenant_id = $1", tenant_id)
+    await conn.execute("DELETE FROM chatbot_avatars WHERE tenant_id = $1", tenant_id)
+    return [r["id"] for r in await conn.fetch("DELETE FROM avatars WHERE tenant_id = $1 RETURNING id", tenant_id)]
+
+
+async def delete_selections(conn: asyncpg.Connection, tenant_id: uuid.UUID, reply_ids: list[uuid.UUID]) -> None:
+    await conn.execute("DELETE FROM animation_selections WHERE tenant_id = $1 AND reply_id = ANY($2::uuid[])",
+                       tenant_id, reply_ids)

@@ -5,14 +5,16 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 
+from common import events as ev
+from common.db import apply_once, claim, enqueue
+from common.errors import ServiceError
 from common.isolation import IsolatedWorkers, WorkerFailed
 from common.logging import get_logger
 from services.avatar import repository
-from services.avatar.behaviours import BEHAVIOURS, DESCRIPTIONS, guess_animation_map, resolve_clip
+from services.avatar.behaviours import BEHAVIOURS, DESCRIPTIONS, choose_behaviour, guess_animation_map, resolve_clip
 from services.avatar.lipsync import lipsync_summary
 from services.avatar.storage import AvatarStore
 from services.avatar.validation import InvalidModel, Limits, ModelInfo, validate_glb_file
@@ -24,15 +26,8 @@ DEFAULT_AVATAR_ID = uuid.uuid5(uuid.NAMESPACE_URL, "https://avatarchat.invalid/a
 PUBLIC_MODEL_PATH = "/api/widget/v1/avatars/{avatar_id}/model.glb"
 
 
-class AvatarError(Exception):
-    """A request the service refuses, with the HTTP status the views answer with."""
-
-    def __init__(self, status: int, code: str, message: str, details: Any = None):
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.details = details
+class AvatarError(ServiceError):
+    """A request avatar refuses (common.errors: answered with its status by common.web)."""
 
 
 def not_found() -> AvatarError:
@@ -217,12 +212,6 @@ async def set_chatbot_avatar(pool: asyncpg.Pool, default: DefaultAvatar, tenant_
     return await chatbot_avatar(pool, default, tenant_id, chatbot_id)
 
 
-async def forget_chatbot(pool: asyncpg.Pool, tenant_id: uuid.UUID, chatbot_id: uuid.UUID) -> None:
-    """A deleted chatbot no longer holds on to its avatar."""
-    async with pool.acquire() as conn, conn.transaction():
-        await repository.forget_chatbot(conn, tenant_id, chatbot_id)
-
-
 async def chatbot_avatar(pool: asyncpg.Pool, default: DefaultAvatar, tenant_id: uuid.UUID,
                          chatbot_id: uuid.UUID) -> dict:
     """What the widget needs: the model URL and the effective behaviour -> clip map."""
@@ -246,3 +235,45 @@ async def select_clip(conn: asyncpg.Connection, tenant_id: uuid.UUID, chatbot_id
         return None, behaviour  # the default avatar has a clip named after every behaviour
     animation_map = {**row["animation_map"], **(row["chatbot_map"] or {})}
     return row["avatar_id"], resolve_clip(behaviour, animation_map) or ""
+
+
+# --- lifecycles --------------------------------------------------------------------------------
+# The avatar service alone keeps which avatar a chatbot shows (chatbot_avatars); a deleted
+# chatbot lets its avatar go here, so deleting that avatar afterwards just works.
+
+async def delete_chatbot(pool: asyncpg.Pool, event: ev.ChatbotDeletedEvent) -> None:
+    await apply_once(pool, event, repository.delete_chatbot, event.tenant_id, event.chatbot_id)
+    log.info("chatbot_avatar_forgotten", chatbot_id=str(event.chatbot_id))
+
+
+async def delete_tenant(pool: asyncpg.Pool, store: AvatarStore, event: ev.TenantDeletedEvent) -> None:
+    """Rows and files. The files go before the commit: if one cannot be removed the event is
+    retried, and the rows are still there to say which."""
+    async with pool.acquire() as conn, conn.transaction():
+        if not await claim(conn, event):
+            return
+        avatar_ids = await repository.delete_tenant(conn, event.tenant_id)
+        for avatar_id in avatar_ids:
+            await store.delete(avatar_id)
+    log.info("tenant_avatars_deleted", avatars=len(avatar_ids))
+
+
+async def erase_visitor(pool: asyncpg.Pool, event: ev.VisitorDataErasedEvent) -> None:
+    await apply_once(pool, event, repository.delete_selections, event.tenant_id, event.message_ids)
+
+
+async def animate_reply(pool: asyncpg.Pool, event: ev.AiReplyCompletedEvent) -> None:
+    """Pick the reply's behaviour, play it through the chatbot's avatar's animation map."""
+    behaviour = choose_behaviour(event.intent if event.intent != "other" else event.visitor_intent,
+                                 event.sentiment, answered=event.answered_from_knowledge or event.intent != "other")
+    async with pool.acquire() as conn, conn.transaction():
+        if not await claim(conn, event):
+            return
+        avatar_id, clip = await select_clip(conn, event.tenant_id, event.chatbot_id, behaviour)
+        await repository.record_selection(conn, event.reply_id, event.tenant_id, event.chatbot_id, avatar_id,
+                                          behaviour, clip)
+        await enqueue(conn, ev.AvatarAnimationSelectedEvent(
+            tenant_id=event.tenant_id, chatbot_id=event.chatbot_id, conversation_id=event.conversation_id,
+            reply_id=event.reply_id, reply_seq=event.reply_seq, behaviour=behaviour, clip=clip,
+            sentiment=event.sentiment, intent=event.intent))
+    log.info("animation_selected", reply_id=str(event.reply_id), behaviour=behaviour, clip=clip)

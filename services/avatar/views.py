@@ -16,9 +16,10 @@ from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import BaseModel, ConfigDict, Field
 
 from common.logging import get_logger
+from common.errors import parse_uuid
 from common.web import POOL, SETTINGS, ApiError, json_response, read_json
 from services.avatar import repository, service
-from services.avatar.service import DEFAULT_AVATAR_ID, AvatarError, DefaultAvatar, Validator
+from services.avatar.service import DEFAULT_AVATAR_ID, DefaultAvatar, Validator
 from services.avatar.storage import AvatarStore
 
 log = get_logger(__name__)
@@ -51,34 +52,16 @@ class ChatbotAvatarIn(Strict):
 
 
 def _tenant(request: web.Request) -> uuid.UUID:
-    try:
-        return uuid.UUID(request.query["tenant_id"])
-    except (KeyError, ValueError):
-        raise ApiError(400, "bad_request", "the tenant_id query parameter is required") from None
+    return parse_uuid(request.query.get("tenant_id"), "tenant_id", status=400)
 
 
 def _avatar_id(request: web.Request) -> uuid.UUID:
     raw = request.match_info["avatar_id"]
-    if raw == "default":
-        return DEFAULT_AVATAR_ID
-    try:
-        return uuid.UUID(raw)
-    except ValueError:
-        raise ApiError(404, "not_found", "no such avatar") from None
+    return DEFAULT_AVATAR_ID if raw == "default" else parse_uuid(raw, "avatar")
 
 
 def _chatbot_id(request: web.Request) -> uuid.UUID:
-    try:
-        return uuid.UUID(request.match_info["chatbot_id"])
-    except ValueError:
-        raise ApiError(404, "not_found", "no such chatbot") from None
-
-
-async def _call(coro):
-    try:
-        return await coro
-    except AvatarError as exc:
-        raise ApiError(exc.status, exc.code, exc.message, exc.details) from None
+    return parse_uuid(request.match_info["chatbot_id"], "chatbot")
 
 
 @routes.get("/internal/avatars/library")
@@ -131,9 +114,9 @@ async def upload(request: web.Request) -> web.Response:
         name = (name or "").strip() or (re.sub(r"\.glb$", "", filename, flags=re.I) or "Avatar")
         if len(name) > MAX_NAME_CHARS:
             raise ApiError(422, "validation_error", f"the name is limited to {MAX_NAME_CHARS} characters")
-        body = await _call(service.upload(request.app[POOL], request.app[STORE], request.app[VALIDATOR],
+        body = await service.upload(request.app[POOL], request.app[STORE], request.app[VALIDATOR],
                                           tenant_id=tenant_id, name=name, filename=filename, received=incoming,
-                                          max_per_tenant=settings.max_avatars_per_tenant))
+                                          max_per_tenant=settings.max_avatars_per_tenant)
     finally:
         incoming.unlink(missing_ok=True)  # kept files were renamed away
     return json_response(body, status=201)
@@ -147,13 +130,13 @@ async def list_avatars(request: web.Request) -> web.Response:
 
 @routes.get("/internal/avatars/{avatar_id}")
 async def get_avatar(request: web.Request) -> web.Response:
-    return json_response(await _call(service.get_avatar(
-        request.app[POOL], request.app[DEFAULT], _tenant(request), _avatar_id(request))))
+    return json_response(await service.get_avatar(
+        request.app[POOL], request.app[DEFAULT], _tenant(request), _avatar_id(request)))
 
 
 @routes.delete("/internal/avatars/{avatar_id}")
 async def delete_avatar(request: web.Request) -> web.Response:
-    await _call(service.delete_avatar(request.app[POOL], request.app[STORE], _tenant(request), _avatar_id(request)))
+    await service.delete_avatar(request.app[POOL], request.app[STORE], _tenant(request), _avatar_id(request))
     return web.Response(status=204)
 
 
@@ -161,22 +144,16 @@ async def delete_avatar(request: web.Request) -> web.Response:
 async def put_animation_map(request: web.Request) -> web.Response:
     tenant_id, avatar_id = _tenant(request), _avatar_id(request)
     body = await read_json(request, AnimationMapIn)
-    return json_response(await _call(service.put_animation_map(
-        request.app[POOL], request.app[DEFAULT], tenant_id, avatar_id, body.animation_map, body.chatbot_id)))
+    return json_response(await service.put_animation_map(
+        request.app[POOL], request.app[DEFAULT], tenant_id, avatar_id, body.animation_map, body.chatbot_id))
 
 
 @routes.put("/internal/chatbots/{chatbot_id}/avatar")
 async def set_chatbot_avatar(request: web.Request) -> web.Response:
     tenant_id, chatbot_id = _tenant(request), _chatbot_id(request)
     body = await read_json(request, ChatbotAvatarIn)
-    return json_response(await _call(service.set_chatbot_avatar(
-        request.app[POOL], request.app[DEFAULT], tenant_id, chatbot_id, body.avatar_id)))
-
-
-@routes.delete("/internal/chatbots/{chatbot_id}")
-async def forget_chatbot(request: web.Request) -> web.Response:
-    await service.forget_chatbot(request.app[POOL], _tenant(request), _chatbot_id(request))
-    return web.Response(status=204)
+    return json_response(await service.set_chatbot_avatar(
+        request.app[POOL], request.app[DEFAULT], tenant_id, chatbot_id, body.avatar_id))
 
 
 @routes.get("/internal/chatbots/{chatbot_id}/avatar")

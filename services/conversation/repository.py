@@ -79,8 +79,9 @@ async def fail_reply(conn, reply_id, code: str, message: str) -> bool:
     return status != "UPDATE 0"
 
 
-async def set_handoff(conn, conversation_id) -> None:
-    await conn.execute("UPDATE conversations SET handoff_requested = true WHERE id = $1", conversation_id)
+async def set_handoff(conn, conversation_id, tenant_id) -> bool:
+    return await conn.execute("UPDATE conversations SET handoff_requested = true, updated_at = now() "
+                              "WHERE id = $1 AND tenant_id = $2", conversation_id, tenant_id) != "UPDATE 0"
 
 
 async def set_animation(conn, reply_id, animation: dict) -> None:
@@ -138,5 +139,49 @@ async def set_rating(conn, reply_id, conversation_id, rating: str, comment: str,
 
 
 async def reply(conn, reply_id, tenant_id):
-    return await conn.fetchrow("SELECT * FROM messages WHERE id = $1 AND tenant_id = $2 AND role = 'assistant'",
-                               reply_id, tenant_id)
+    return await conn.fetchrow(
+        "SELECT m.*, c.chatbot_id FROM messages m JOIN conversations c ON c.id = m.conversation_id "
+        "WHERE m.id = $1 AND m.tenant_id = $2 AND m.role = 'assistant'", reply_id, tenant_id)
+
+
+# --- erasure (chatbot or tenant deleted, a visitor's data erased) ------------------------------
+
+async def delete_chatbot(conn, tenant_id: uuid.UUID, chatbot_id: uuid.UUID) -> int:
+    """A deleted chatbot's visitors, conversations and messages (the messages cascade)."""
+    deleted = await conn.fetchval(
+        "WITH gone AS (DELETE FROM conversations WHERE tenant_id = $1 AND chatbot_id = $2 RETURNING 1) "
+        "SELECT count(*) FROM gone", tenant_id, chatbot_id)
+    await conn.execute("DELETE FROM visitors WHERE tenant_id = $1 AND chatbot_id = $2", tenant_id, chatbot_id)
+    return deleted
+
+
+async def delete_tenant(conn, tenant_id: uuid.UUID) -> None:
+    await conn.execute("DELETE FROM messages WHERE tenant_id = $1", tenant_id)
+    await conn.execute("DELETE FROM conversations WHERE tenant_id = $1", tenant_id)
+    await conn.execute("DELETE FROM visitors WHERE tenant_id = $1", tenant_id)
+
+
+async def visitor_conversations(conn, tenant_id: uuid.UUID, chatbot_id: uuid.UUID, visitor_id: uuid.UUID):
+    return await conn.fetch(
+        "SELECT * FROM conversations WHERE tenant_id = $1 AND chatbot_id = $2 AND visitor_id = $3 "
+        "ORDER BY created_at, id", tenant_id, chatbot_id, visitor_id)
+
+
+async def visitor(conn, tenant_id: uuid.UUID, chatbot_id: uuid.UUID, visitor_id: uuid.UUID):
+    return await conn.fetchrow("SELECT * FROM visitors WHERE id = $1 AND tenant_id = $2 AND chatbot_id = $3",
+                               visitor_id, tenant_id, chatbot_id)
+
+
+async def delete_visitor(conn, tenant_id: uuid.UUID, chatbot_id: uuid.UUID,
+                         visitor_id: uuid.UUID) -> tuple[list[uuid.UUID], list[uuid.UUID]]:
+    """Erase one visitor: their conversations, messages and the visitor row. Returns the ids
+    of the conversations and messages erased, for the other services to erase theirs."""
+    conversation_ids = [r["id"] for r in await conn.fetch(
+        "SELECT id FROM conversations WHERE tenant_id = $1 AND chatbot_id = $2 AND visitor_id = $3 FOR UPDATE",
+        tenant_id, chatbot_id, visitor_id)]
+    message_ids = [r["id"] for r in await conn.fetch(
+        "DELETE FROM messages WHERE conversation_id = ANY($1::uuid[]) RETURNING id", conversation_ids)]
+    await conn.execute("DELETE FROM conversations WHERE id = ANY($1::uuid[])", conversation_ids)
+    await conn.execute("DELETE FROM visitors WHERE id = $1 AND tenant_id = $2 AND chatbot_id = $3",
+                       visitor_id, tenant_id, chatbot_id)
+    return conversation_ids, message_ids

@@ -10,8 +10,9 @@ from pydantic import BaseModel
 from common import events as ev
 from common import pagination
 from common.db import enqueue
+from common.errors import parse_uuid
 from common.web import POOL, ApiError, json_response, read_json
-from services.conversation import repository
+from services.conversation import repository, service
 
 routes = web.RouteTableDef()
 
@@ -22,16 +23,9 @@ class StartConversation(BaseModel):
     visitor_id: uuid.UUID | None = None
 
 
-def _uuid(value: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise ApiError(404, "not_found", "no such conversation") from None
-
-
 def message_out(row) -> dict:
     return {
-        "id": str(row["id"]), "reply_id": str(row["id"]), "seq": row["seq"], "reply_seq": row["seq"],
+        "id": str(row["id"]), "seq": row["seq"],
         "role": row["role"], "status": row["status"], "text": row["text"],
         "citations": row["citations"] or [], "intent": row["intent"], "sentiment": row["sentiment"],
         "usage": row["usage"], "timings": row["timings"], "animation": row["animation"],
@@ -59,8 +53,8 @@ async def start(request: web.Request) -> web.Response:
 
 
 async def _messages(request: web.Request, **filters) -> web.Response:
-    conversation_id = _uuid(request.match_info["conversation_id"])
-    tenant_id = _uuid(request.query.get("tenant_id", ""))
+    conversation_id = parse_uuid(request.match_info["conversation_id"], "conversation")
+    tenant_id = parse_uuid(request.query.get("tenant_id"), "tenant")
     try:
         after_seq = int(request.query.get("after_seq", "0"))
     except ValueError:
@@ -100,9 +94,9 @@ def _time(value: str | None):
 async def list_conversations(request: web.Request) -> web.Response:
     """A chatbot's conversations for the tenant's API, newest first, filtered and paginated."""
     q = request.query
-    tenant_id, chatbot_id = _uuid(q.get("tenant_id", "")), _uuid(q.get("chatbot_id", ""))
+    tenant_id, chatbot_id = parse_uuid(q.get("tenant_id"), "tenant"), parse_uuid(q.get("chatbot_id"), "chatbot")
     limit = max(1, min(100, int(q.get("limit", "20")) if q.get("limit", "20").isdigit() else 20))
-    visitor_id = _uuid(q["visitor_id"]) if q.get("visitor_id") else None
+    visitor_id = parse_uuid(q["visitor_id"], "visitor") if q.get("visitor_id") else None
     async with request.app[POOL].acquire() as conn:
         rows = await repository.list_conversations(
             conn, tenant_id, chatbot_id, since=_time(q.get("from")), until=_time(q.get("to")),
@@ -112,8 +106,8 @@ async def list_conversations(request: web.Request) -> web.Response:
 
 @routes.get("/internal/conversations/{conversation_id}/transcript")
 async def transcript(request: web.Request) -> web.Response:
-    conversation_id = _uuid(request.match_info["conversation_id"])
-    tenant_id = _uuid(request.query.get("tenant_id", ""))
+    conversation_id = parse_uuid(request.match_info["conversation_id"], "conversation")
+    tenant_id = parse_uuid(request.query.get("tenant_id"), "tenant")
     async with request.app[POOL].acquire() as conn:
         conversation = await repository.conversation_with_count(conn, conversation_id, tenant_id)
         if conversation is None:
@@ -125,10 +119,32 @@ async def transcript(request: web.Request) -> web.Response:
 @routes.get("/internal/replies/{reply_id}")
 async def get_reply(request: web.Request) -> web.Response:
     """One reply, if it is this tenant's (the gateway checks before cancelling or rating)."""
-    reply_id = _uuid(request.match_info["reply_id"])
-    tenant_id = _uuid(request.query.get("tenant_id", ""))
+    reply_id = parse_uuid(request.match_info["reply_id"], "reply")
+    tenant_id = parse_uuid(request.query.get("tenant_id"), "tenant")
     async with request.app[POOL].acquire() as conn:
         row = await repository.reply(conn, reply_id, tenant_id)
     if row is None:
         raise ApiError(404, "not_found", "no such reply")
-    return json_response({**message_out(row), "conversation_id": str(row["conversation_id"])})
+    return json_response({**message_out(row), "conversation_id": str(row["conversation_id"]),
+                          "chatbot_id": str(row["chatbot_id"])})
+
+
+@routes.get("/internal/visitors/{visitor_id}/export")
+async def export_visitor(request: web.Request) -> web.Response:
+    """Everything stored about one visitor of one chatbot (the tenant's data-access request)."""
+    q = request.query
+    tenant_id, chatbot_id = parse_uuid(q.get("tenant_id"), "tenant"), parse_uuid(q.get("chatbot_id"), "chatbot")
+    found = await service.export_visitor(request.app[POOL], tenant_id, chatbot_id,
+                                         parse_uuid(request.match_info["visitor_id"], "visitor"))
+    if found is None:
+        raise ApiError(404, "not_found", "no such visitor")
+    visitor = found["visitor"]
+    return json_response({
+        "visitor": {"id": str(visitor["id"]), "chatbot_id": str(visitor["chatbot_id"]),
+                    "created_at": visitor["created_at"].isoformat(),
+                    "last_seen_at": visitor["last_seen_at"].isoformat()},
+        "conversations": [{**conversation_out({**dict(row), "messages": len(messages)}),
+                           "messages": [{**message_out(m), "rating": m["rating"], "rating_comment": m["rating_comment"],
+                                         "rated_at": m["rated_at"].isoformat() if m["rated_at"] else None}
+                                        for m in messages]}
+                          for row, messages in found["conversations"]]})

@@ -19,9 +19,18 @@ from common.http import InternalClient, unreachable
 from common.logging import get_contextvars
 from common.web import POOL, ApiError, json_response
 from services.gateway import repository
-from services.gateway.api import Ctx, op
+from services.gateway.api import Ctx, Operations
 from services.gateway.clients import INTERNAL
 from services.gateway.models import Out, Query, Strict
+
+
+op = Operations()
+
+
+def register(app: web.Application) -> None:
+    """Add this module's routes to ``app`` (and its operations to the OpenAPI document)."""
+    op.register(app)
+
 
 TAG = "Analytics"
 MAX_RANGE_DAYS = 366

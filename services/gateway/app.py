@@ -10,14 +10,15 @@ import asyncpg
 from aiohttp import web
 
 from common.bus import Bus
+from common.handlers import periodic
 from common.http import InternalClient, internal_session
 from common.logging import get_logger
 from common.settings import SERVICE_PORTS, service_url
 from common.web import BUS, HEALTH_CHECKS, POOL, SHUTDOWN_HOOKS, make_app, service_context
-# importing these modules registers their operations
-from services.gateway import (analytics_routes, api, auth, avatar_routes, chat_api, feedback_routes,  # noqa: F401
-                              knowledge_routes, ratelimit, views, widget)
-from services.gateway import repository
+from services.gateway import (analytics_routes, api, auth, avatar_routes, chat_api, feedback_routes, handlers,
+                              knowledge_routes, ratelimit, repository, service, views, visitor_routes, widget)
+from services.gateway.openapi import openapi_document
+from services.gateway.reference import reference_page
 from services.gateway.clients import CONVERSATION, INTERNAL
 from services.gateway.proxies import TrustedProxies
 from services.gateway.settings import Settings
@@ -46,25 +47,15 @@ async def _stream_ctx(app: web.Application):
     yield
 
 
-async def _purge_ctx(app: web.Application):
+async def _purge(app: web.Application) -> None:
     settings = app[views.SETTINGS_KEY]
-
-    async def loop():
-        while True:
-            await asyncio.sleep(300)
-            try:
-                await ratelimit.purge(app[POOL])
-                async with app[POOL].acquire() as conn:
-                    await repository.purge_message_seqs(conn)
-                    # a retried message id matters within its month; a session past its end is dead
-                    last_month = (views.month_start() - timedelta(days=1)).replace(day=1)
-                    await repository.purge_counted_messages(conn, last_month)
-                    await repository.purge_visitor_sessions(conn, settings.visitor_session_max_age_s + 86400)
-            except Exception:  # noqa: BLE001 - next round
-                log.warning("purge_failed", exc_info=True)
-    task = asyncio.create_task(loop())
-    yield
-    task.cancel()
+    await ratelimit.purge(app[POOL])
+    async with app[POOL].acquire() as conn:
+        await repository.purge_message_seqs(conn)
+        # a retried message id matters within its month; a session past its end is dead
+        last_month = (service.month_start() - timedelta(days=1)).replace(day=1)
+        await repository.purge_counted_messages(conn, last_month)
+        await repository.purge_visitor_sessions(conn, settings.visitor_session_max_age_s + 86400)
 
 
 async def _close_streams(app: web.Application) -> None:
@@ -114,13 +105,21 @@ def _limiter(settings: Settings):
     return limit
 
 
+# every route module, each adding its routes with register(app)
+ROUTE_MODULES = (views, widget, feedback_routes, chat_api, knowledge_routes, avatar_routes, analytics_routes,
+                 visitor_routes)
+
+
+def document(app: web.Application) -> dict:
+    return openapi_document(app[api.OPERATIONS], app[views.SETTINGS_KEY].public_base_url)
+
+
 async def openapi_json(request: web.Request) -> web.Response:
-    return web.json_response(api.openapi_document(request.app[views.SETTINGS_KEY].public_base_url))
+    return web.json_response(document(request.app))
 
 
 async def reference(request: web.Request) -> web.Response:
-    doc = api.openapi_document(request.app[views.SETTINGS_KEY].public_base_url)
-    return web.Response(text=api.reference_page(doc), content_type="text/html")
+    return web.Response(text=reference_page(document(request.app)), content_type="text/html")
 
 
 def create_app(settings: Settings | None = None, *, pool: asyncpg.Pool | None = None,
@@ -132,14 +131,16 @@ def create_app(settings: Settings | None = None, *, pool: asyncpg.Pool | None = 
     app[api.RATE_LIMIT] = _limiter(settings)
     app[api.CLIENT_IP] = _client_ip(settings)
     app[ratelimit.REFUSED] = {}
-    app.cleanup_ctx.append(service_context(MIGRATIONS, pool=pool, bus=bus))
+    app.cleanup_ctx.append(service_context(MIGRATIONS, pool=pool, bus=bus, registry=handlers.REGISTRY,
+                                           bootstrap=handlers.bootstrap))
     app.cleanup_ctx.append(_clients_ctx)
     app.cleanup_ctx.append(_stream_ctx)
-    app.cleanup_ctx.append(_purge_ctx)
+    app.cleanup_ctx.append(periodic("gateway-purge", _purge, 300.0))
     app[HEALTH_CHECKS]["services"] = _check_services
     app[SHUTDOWN_HOOKS].append(_close_streams)
     app.router.add_get("/api/v1/openapi.json", openapi_json)
     app.router.add_get("/api/v1/docs", reference)
-    app.router.add_routes(api.routes)
-    app.router.add_routes(avatar_routes.routes)
+    app[api.OPERATIONS] = []
+    for module in ROUTE_MODULES:
+        module.register(app)
     return app

@@ -16,15 +16,24 @@ import aiohttp
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from common import events as ev
 from common.http import InternalClient, unreachable
 from common.logging import get_contextvars, get_logger
-from common.db import enqueue
+from common.errors import parse_uuid
 from common.web import POOL, ApiError, json_response
 from services.gateway import repository
-from services.gateway.api import Ctx, op
+from services.gateway.api import Ctx, Operations
 from services.gateway.clients import INTERNAL
-from services.gateway.views import assign_avatar, snapshot
+from services.gateway.views import assign_avatar
+
+
+op = Operations()
+
+
+def register(app: web.Application) -> None:
+    """Add this module's routes to ``app`` (and its operations to the OpenAPI document)."""
+    op.register(app)
+    app.router.add_routes(routes)
+
 
 log = get_logger(__name__)
 routes = web.RouteTableDef()  # what the op() registry doesn't describe: the CORS preflight
@@ -52,16 +61,9 @@ class ChatbotAvatarIn(BaseModel):
     avatar_id: uuid.UUID | None = Field(description="An uploaded avatar's id; null for the default avatar.")
 
 
-def _uuid(value: str, what: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise ApiError(404, "not_found", f"no such {what}") from None
-
-
 def _avatar_ref(request: web.Request) -> str:
     raw = request.match_info["avatar_id"]
-    return raw if raw == "default" else str(_uuid(raw, "avatar"))
+    return raw if raw == "default" else str(parse_uuid(raw, "avatar"))
 
 
 async def _owned_chatbot(request: web.Request, tenant_id: uuid.UUID, chatbot_id: uuid.UUID):
@@ -174,26 +176,10 @@ async def get_avatar(ctx: Ctx) -> web.Response:
     extra_responses={409: "A chatbot still shows it"})
 async def delete_avatar(ctx: Ctx) -> web.Response:
     """409 while a chatbot still shows it."""
-    request, tenant_id = ctx.request, ctx.principal.tenant_id
-    client, path, params = _avatar(request), f"/internal/avatars/{_avatar_ref(request)}", {"tenant_id": str(tenant_id)}
-    try:
-        await client.request("DELETE", path, params=params)
-    except ApiError as exc:
-        # chatbots deleted since they picked this avatar still hold it: let them go, then retry
-        if exc.code != "avatar_in_use" or not await _forget_deleted_chatbots(request, tenant_id, exc.details):
-            raise
-        await client.request("DELETE", path, params=params)
+    # a deleted chatbot let its avatar go in the avatar service (ChatbotDeletedEvent)
+    await _avatar(ctx.request).request("DELETE", f"/internal/avatars/{_avatar_ref(ctx.request)}",
+                                       params={"tenant_id": str(ctx.principal.tenant_id)})
     return web.Response(status=204)
-
-
-async def _forget_deleted_chatbots(request: web.Request, tenant_id: uuid.UUID, details) -> bool:
-    chatbot_ids = [uuid.UUID(c) for c in (details or {}).get("chatbot_ids", [])]
-    async with request.app[POOL].acquire() as conn:
-        gone = [c for c in chatbot_ids if await repository.get_chatbot(conn, tenant_id, c) is None]
-    for chatbot_id in gone:
-        await _avatar(request).request("DELETE", f"/internal/chatbots/{chatbot_id}",
-                                       params={"tenant_id": str(tenant_id)})
-    return bool(gone)
 
 
 @op("PUT", "/api/v1/avatars/{avatar_id}/animation-map", summary="Map behaviours to the model's clips",
@@ -215,21 +201,11 @@ async def put_animation_map(ctx: Ctx) -> web.Response:
 async def set_chatbot_avatar(ctx: Ctx) -> web.Response:
     """The chatbot shows this avatar (null: the default one) and plays its animation map."""
     request, tenant_id = ctx.request, ctx.principal.tenant_id
-    chatbot_id = _uuid(request.match_info["chatbot_id"], "chatbot")
+    chatbot_id = parse_uuid(request.match_info["chatbot_id"], "chatbot")
     body = ctx.body
     await _owned_chatbot(request, tenant_id, chatbot_id)
+    # the avatar service alone keeps the choice; the widget config and the replies read it there
     result = await assign_avatar(request.app, tenant_id, chatbot_id, body.model_dump(mode="json")["avatar_id"])
-    # the chatbot's config names its avatar too: the widget config and the snapshots read it there
-    avatar_id = None if result.get("default") else result["avatar_id"]
-    async with request.app[POOL].acquire() as conn, conn.transaction():
-        row = await repository.get_chatbot(conn, tenant_id, chatbot_id, lock=True)
-        if row is None:
-            raise ApiError(404, "not_found", "no such chatbot")
-        if row["config"].get("avatar_id") != avatar_id:
-            row = await repository.update_chatbot(conn, tenant_id, chatbot_id, row["name"],
-                                                  {**row["config"], "avatar_id": avatar_id})
-            if row is not None:
-                await enqueue(conn, ev.ChatbotUpdatedEvent(tenant_id=tenant_id, chatbot=snapshot(row)))
     return json_response(result)
 
 
@@ -238,7 +214,7 @@ async def set_chatbot_avatar(ctx: Ctx) -> web.Response:
 async def get_chatbot_avatar(ctx: Ctx) -> web.Response:
     """The chatbot's avatar, model URL and effective behaviour -> clip map."""
     request, tenant_id = ctx.request, ctx.principal.tenant_id
-    chatbot_id = _uuid(request.match_info["chatbot_id"], "chatbot")
+    chatbot_id = parse_uuid(request.match_info["chatbot_id"], "chatbot")
     await _owned_chatbot(request, tenant_id, chatbot_id)
     return json_response(await _avatar(request).request(
         "GET", f"/internal/chatbots/{chatbot_id}/avatar", params={"tenant_id": str(tenant_id)}))
@@ -261,18 +237,3 @@ async def avatar_model_preflight(request: web.Request) -> web.Response:
     return web.Response(status=204, headers={
         **CORS, "Access-Control-Allow-Methods": "GET, HEAD, OPTIONS",
         "Access-Control-Allow-Headers": "Range, If-None-Match, If-Range", "Access-Control-Max-Age": "86400"})
-
-
-@op("GET", "/api/widget/v1/{embed_id}/avatar", summary="The chatbot's avatar for the widget", tag="Widget",
-    auth="public", json_object=True)
-async def widget_avatar(ctx: Ctx) -> web.Response:
-    """What the widget needs to animate its chatbot's avatar: the model URL and the map."""
-    request = ctx.request
-    async with request.app[POOL].acquire() as conn:
-        chatbot = await repository.chatbot_by_embed_id(conn, request.match_info["embed_id"])
-    if chatbot is None:
-        raise ApiError(404, "unknown_embed_id", "no chatbot has this embed id")
-    result = await _avatar(request).request(
-        "GET", f"/internal/chatbots/{chatbot['id']}/avatar", params={"tenant_id": str(chatbot["tenant_id"])})
-    return json_response({"avatar_id": result["avatar_id"], "default": result["default"],
-                          "model_url": result["model_url"], "animation_map": result["animation_map"]})

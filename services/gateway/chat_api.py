@@ -18,12 +18,21 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from common import events as ev
 from common.web import POOL, ApiError, json_response
-from services.gateway import repository
-from services.gateway.api import Ctx, op
+from services.gateway import repository, service
+from services.gateway.api import Ctx, Operations
 from services.gateway.clients import CONVERSATION, INTERNAL
 from services.gateway.models import NO_NUL, Out, Query, ReplyCancelled, Strict
 from services.gateway.views import SETTINGS_KEY
-from services.gateway.widget import HUB, accept_message
+from services.gateway.widget import HUB
+
+
+op = Operations()
+
+
+def register(app: web.Application) -> None:
+    """Add this module's routes to ``app`` (and its operations to the OpenAPI document)."""
+    op.register(app)
+
 
 TIMEOUT_S = 180.0
 
@@ -211,7 +220,7 @@ async def _answer(ctx: Ctx, body: ChatCompletionIn, chatbot, question: str,
     conversation_id = uuid.UUID(created["conversation_id"])
     queue = await app[HUB].open(conversation_id)  # listen before asking
     try:
-        await accept_message(app, chatbot, conversation_id, uuid.UUID(created["visitor_id"]), question,
+        await service.accept_message(app, chatbot, conversation_id, uuid.UUID(created["visitor_id"]), question,
                              uuid.uuid4().hex, history=history, channel="api")
         if body.stream:
             return await _stream(ctx, queue, body, str(chatbot["id"]))
@@ -313,11 +322,8 @@ async def cancel_reply(ctx: Ctx) -> web.Response:
     """The visitor sees an `error` event with code `cancelled`; what was streamed is kept."""
     reply_id = ctx.request.match_info["reply_id"]
     # only the tenant's own replies: 404 for anyone else's, as for anything else of theirs
-    await ctx.request.app[CONVERSATION].request("GET", f"/internal/replies/{reply_id}",
-                                                params={"tenant_id": str(ctx.principal.tenant_id)})
-    body = await ctx.request.app[INTERNAL]["ai"].request(
-        "POST", f"/internal/replies/{reply_id}/cancel", params={"tenant_id": str(ctx.principal.tenant_id)})
-    return json_response(ReplyCancelled(reply_id=body["data"]["reply_id"]), status=202)
+    await service.cancel_reply(ctx.request.app, ctx.principal.tenant_id, reply_id)
+    return json_response(ReplyCancelled(reply_id=reply_id), status=202)
 
 
 @op("GET", "/api/v1/usage/costs", summary="Tokens and cost, by chatbot, day or model", tag="Usage", query=CostQuery,

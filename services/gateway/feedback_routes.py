@@ -7,7 +7,6 @@ the rating on the reply; analytics counts it. Rating the same reply again replac
 """
 from __future__ import annotations
 
-import asyncio
 import uuid
 from typing import Literal
 
@@ -15,11 +14,19 @@ from aiohttp import web
 from pydantic import Field
 
 from common import events as ev
-from common.bus import BusError
-from common.web import BUS, ApiError, json_response
-from services.gateway.api import Ctx, op
+from common.web import json_response
+from services.gateway import service
+from services.gateway.api import Ctx, Operations
 from services.gateway.models import Out, Strict
 from services.gateway.widget import BASE, cors, visitor_reply
+
+
+op = Operations()
+
+
+def register(app: web.Application) -> None:
+    """Add this module's routes to ``app`` (and its operations to the OpenAPI document)."""
+    op.register(app)
 
 
 class FeedbackIn(Strict):
@@ -41,10 +48,7 @@ async def give_feedback(ctx: Ctx) -> web.Response:
     request = ctx.request
     chatbot, visitor, origin, reply_id = await visitor_reply(ctx)
     body: FeedbackIn = ctx.body
-    try:
-        await request.app[BUS].publish(ev.FeedbackGivenEvent(
-            tenant_id=visitor.tenant_id, chatbot_id=chatbot["id"], conversation_id=visitor.conversation_id,
-            reply_id=uuid.UUID(reply_id), rating=body.rating, comment=body.comment))
-    except (BusError, ConnectionError, asyncio.TimeoutError, RuntimeError):
-        raise ApiError(503, "unavailable", "could not record the feedback; try again") from None
+    await service.publish_confirmed(request.app, ev.FeedbackGivenEvent(
+        tenant_id=visitor.tenant_id, chatbot_id=chatbot["id"], conversation_id=visitor.conversation_id,
+        reply_id=uuid.UUID(reply_id), rating=body.rating, comment=body.comment))
     return cors(json_response(FeedbackAccepted(reply_id=reply_id, rating=body.rating), status=202), origin)

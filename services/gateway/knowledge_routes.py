@@ -19,9 +19,18 @@ from common.http import InternalClient, unreachable
 from common.logging import get_contextvars
 from common.web import POOL, ApiError, json_body_cap, read_body
 from services.gateway import repository
-from services.gateway.api import Ctx, op
+from services.gateway.api import Ctx, Operations
 from services.gateway.clients import INTERNAL
 from services.gateway.models import NO_NUL, Query, Strict
+
+
+op = Operations()
+
+
+def register(app: web.Application) -> None:
+    """Add this module's routes to ``app`` (and its operations to the OpenAPI document)."""
+    op.register(app)
+
 
 BASE = "/api/v1/chatbots/{chatbot_id}/knowledge"
 MAX_UPLOAD_BYTES = 20 * 1024 ** 2

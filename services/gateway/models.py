@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
@@ -98,12 +98,17 @@ class TenantPatch(Strict):
     name: str = Field(pattern=NO_NUL, min_length=1, max_length=200)
 
 
+class TenantDeleteIn(Strict):
+    confirm: str = Field(min_length=1, max_length=200, description=(
+        "Your tenant's id or its exact name: deleting a tenant erases all of its data, for good."))
+
+
 class AdminTenantPatch(Strict):
     name: str | None = Field(None, pattern=NO_NUL, min_length=1, max_length=200)
     limits: PlanLimitsPatch | None = None
 
 
-class Usage(Out):
+class PlanUsage(Out):
     month: str
     messages: int
     monthly_message_quota: int
@@ -119,7 +124,7 @@ class TenantOut(Out):
 
 
 class TenantWithUsage(TenantOut):
-    usage: Usage
+    usage: PlanUsage
 
 
 class ApiKeyIn(Strict):
@@ -181,8 +186,6 @@ class ChatbotFields(Strict):
     allowed_origins: list[Origin] = Field(
         default_factory=list, max_length=50,
         description="Origins whose pages may use the widget. Empty: any origin.")
-    avatar_id: uuid.UUID | None = None
-    animation_map_id: uuid.UUID | None = None
     avatar_layout: AvatarLayout = Field("stage", description=AVATAR_LAYOUT_DOC)
     voice: Voice = Field("none", description=VOICE_DOC)
     voice_name: VoiceName = Field("alloy", description="The provider's voice, e.g. `alloy`.")
@@ -191,8 +194,13 @@ class ChatbotFields(Strict):
     knowledge: KnowledgeSettings = KnowledgeSettings()
 
 
+AVATAR_ID_DESCRIPTION = ("The avatar the chatbot shows (null: the default one). The avatar service keeps "
+                         "this choice: read it with GET /api/v1/chatbots/{chatbot_id}/avatar.")
+
+
 class ChatbotIn(ChatbotFields):
     name: str = Field(pattern=NO_NUL, min_length=1, max_length=200)
+    avatar_id: uuid.UUID | None = Field(None, description=AVATAR_ID_DESCRIPTION)
 
 
 class PersonaPatch(Strict):
@@ -232,8 +240,7 @@ class ChatbotPatch(Strict):
     welcome_message: str | None = Field(None, pattern=NO_NUL, max_length=1000)
     suggested_questions: list[Annotated[str, Field(min_length=1, max_length=200, pattern=NO_NUL)]] | None = Field(None, max_length=10)
     allowed_origins: list[Origin] | None = Field(None, max_length=50)
-    avatar_id: uuid.UUID | None = None
-    animation_map_id: uuid.UUID | None = None
+    avatar_id: uuid.UUID | None = Field(None, description=AVATAR_ID_DESCRIPTION)
     avatar_layout: AvatarLayout | None = Field(None, description=AVATAR_LAYOUT_DOC)
     voice: Voice | None = Field(None, description=VOICE_DOC)
     voice_name: VoiceName | None = None
@@ -392,3 +399,18 @@ class Health(Out):
 class ReplyCancelled(Out):
     reply_id: uuid.UUID
     status: Literal["cancelling"] = "cancelling"
+
+
+class HandoffRequested(Out):
+    conversation_id: uuid.UUID
+    status: Literal["requested"] = "requested"
+
+
+class VisitorExport(Out):
+    """Everything avatarchat stores about one visitor of one chatbot."""
+    visitor: dict[str, Any] = Field(description="The visitor: id, chatbot, first and last seen")
+    conversations: list[dict[str, Any]] = Field(
+        description="Each conversation with its messages and replies, ratings and comments included")
+    analytics_events: list[dict[str, Any]] = Field(
+        description="Every event analytics recorded of these conversations, as it was recorded")
+    exported_at: datetime

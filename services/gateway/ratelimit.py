@@ -14,6 +14,7 @@ import asyncpg
 from aiohttp import web
 
 from common.web import ApiError
+from services.gateway import repository
 
 STATE = web.RequestKey("ratelimit_state", object)
 # key -> (monotonic times it is refused until and its window resets at): a flood from one key
@@ -55,17 +56,10 @@ class Decision:
 
 async def hit(pool: asyncpg.Pool, key: str, limit: Limit) -> Decision:
     t, tau = limit.interval, limit.period_s
-    row = await pool.fetchrow(
-        """INSERT INTO rate_limits AS r (key, tat) VALUES ($1, now() + make_interval(secs => $2))
-           ON CONFLICT (key) DO UPDATE SET tat = greatest(r.tat, now()) + make_interval(secs => $2)
-           WHERE greatest(r.tat, now()) + make_interval(secs => $2) <= now() + make_interval(secs => $3)
-           RETURNING extract(epoch FROM tat - now())::float8 AS ahead""",
-        f"{limit.name}:{key}", t, tau)
-    if row is not None:
-        ahead = row["ahead"]
+    ahead = await repository.admit(pool, f"{limit.name}:{key}", t, tau)
+    if ahead is not None:
         return Decision(True, limit, max(0, int((tau - ahead) // t)), ahead, 0.0)
-    ahead = await pool.fetchval("SELECT extract(epoch FROM tat - now())::float8 FROM rate_limits WHERE key = $1",
-                                f"{limit.name}:{key}") or 0.0
+    ahead = await repository.seconds_ahead(pool, f"{limit.name}:{key}")
     return Decision(False, limit, 0, ahead, ahead - tau + t)
 
 
@@ -100,4 +94,9 @@ async def headers_middleware(request: web.Request, handler):
 
 
 async def purge(pool: asyncpg.Pool) -> None:
-    await pool.execute("DELETE FROM rate_limits WHERE tat < now()")
+    await repository.purge_rate_limits(pool)
+
+
+async def forget(conn, key: str) -> None:
+    """Every limit's cell of one key (an erased visitor's, say)."""
+    await repository.forget_rate_limits(conn, key)

@@ -189,3 +189,66 @@ async def purge_message_seqs(conn, older_than_days: int = 30) -> None:
 async def messages_this_month(conn, tenant_id: uuid.UUID, month: date) -> int:
     return await conn.fetchval("SELECT messages FROM monthly_usage WHERE tenant_id = $1 AND month = $2",
                                tenant_id, month) or 0
+
+
+# --- erasure ---------------------------------------------------------------------------------
+
+async def delete_tenant(conn, tenant_id: uuid.UUID) -> asyncpg.Record | None:
+    """The tenant and, by cascade, its keys, chatbots, usage, counted messages and visitor
+    sessions, and the message counters of its widget conversations. Rate-limit cells hold no
+    tenant id and expire on their own."""
+    rows = await conn.fetch("SELECT conversation_id FROM visitor_sessions WHERE tenant_id = $1", tenant_id)
+    await delete_message_seqs(conn, [r["conversation_id"] for r in rows])
+    return await conn.fetchrow(f"DELETE FROM tenants WHERE id = $1 RETURNING {TENANT_COLUMNS}", tenant_id)
+
+
+async def delete_visitor_sessions(conn, tenant_id: uuid.UUID, chatbot_id: uuid.UUID, visitor_id: uuid.UUID) -> None:
+    await conn.execute("DELETE FROM visitor_sessions WHERE tenant_id = $1 AND chatbot_id = $2 AND visitor_id = $3",
+                       tenant_id, chatbot_id, visitor_id)
+
+
+async def delete_chatbot_sessions(conn, tenant_id: uuid.UUID, chatbot_id: uuid.UUID) -> None:
+    """A deleted chatbot's visitor sessions, and the message counters of those conversations.
+    (An API client's conversation has no session: its counter, a bare number, goes after 30
+    quiet days with purge_message_seqs.)"""
+    rows = await conn.fetch("DELETE FROM visitor_sessions WHERE tenant_id = $1 AND chatbot_id = $2 "
+                            "RETURNING conversation_id", tenant_id, chatbot_id)
+    await delete_message_seqs(conn, [r["conversation_id"] for r in rows])
+
+
+async def delete_message_seqs(conn, conversation_ids: list[uuid.UUID]) -> None:
+    await conn.execute("DELETE FROM conversation_sequences WHERE conversation_id = ANY($1::uuid[])", conversation_ids)
+
+
+async def erase_messages(conn, tenant_id: uuid.UUID, conversation_ids: list[uuid.UUID],
+                         message_ids: list[uuid.UUID]) -> None:
+    """An erased visitor's message counters and the retry guards of their messages (the
+    month's count stays: they were sent)."""
+    await conn.execute("DELETE FROM counted_messages WHERE tenant_id = $1 AND message_id = ANY($2::uuid[])",
+                       tenant_id, message_ids)
+    await delete_message_seqs(conn, conversation_ids)
+
+
+# --- rate limits (generic cell rate algorithm, services/gateway/ratelimit.py) -----------------
+
+async def admit(pool, cell: str, interval_s: float, period_s: float) -> float | None:
+    """Advance the cell's theoretical arrival time if that stays within the period: the
+    seconds it is ahead of now, or None when the request is refused."""
+    return await pool.fetchval(
+        """INSERT INTO rate_limits AS r (key, tat) VALUES ($1, now() + make_interval(secs => $2))
+           ON CONFLICT (key) DO UPDATE SET tat = greatest(r.tat, now()) + make_interval(secs => $2)
+           WHERE greatest(r.tat, now()) + make_interval(secs => $2) <= now() + make_interval(secs => $3)
+           RETURNING extract(epoch FROM tat - now())::float8""", cell, interval_s, period_s)
+
+
+async def seconds_ahead(pool, cell: str) -> float:
+    return await pool.fetchval("SELECT extract(epoch FROM tat - now())::float8 FROM rate_limits WHERE key = $1",
+                               cell) or 0.0
+
+
+async def purge_rate_limits(pool) -> None:
+    await pool.execute("DELETE FROM rate_limits WHERE tat < now()")
+
+
+async def forget_rate_limits(conn, key: str) -> None:
+    await conn.execute("DELETE FROM rate_limits WHERE key LIKE '%:' || $1", key)

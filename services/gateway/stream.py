@@ -91,10 +91,6 @@ class StreamHub:
             for queue in queues:
                 queue.put_nowait(_CLOSE)
 
-    @property
-    def open_count(self) -> int:
-        return sum(len(q) for q in self._streams.values())
-
 
 def parse_last_event_id(value: str | None) -> tuple[int, bool] | None:
     """``"7-3"`` -> (7, False); ``"7-end"`` -> (7, True); anything else -> None."""
@@ -178,21 +174,23 @@ class VisitorStream:
         await self.send("message.end", end_payload(event), f"{event.reply_seq}-end")
 
     async def replay(self, replies: list[dict]) -> None:
+        """Stored replies (conversation's messages: a reply's ``id`` and ``seq``) as the stream
+        would have ended them (its events' ``reply_id`` and ``reply_seq``)."""
         for reply in replies:
-            reply_id = uuid.UUID(reply["reply_id"])
+            reply_id = uuid.UUID(reply["id"])
             if reply_id in self.ended:
                 continue
             self.ended.add(reply_id)
             shown = visitor_message(reply)
             if reply["status"] == "failed":
-                await self.send("error", {"reply_id": reply["reply_id"], "code": shown["error_code"],
-                                          "message": shown["error_message"]}, f"{reply['reply_seq']}-end")
+                await self.send("error", {"reply_id": reply["id"], "code": shown["error_code"],
+                                          "message": shown["error_message"]}, f"{reply['seq']}-end")
             else:
                 await self.send("message.end", {
-                    "reply_id": reply["reply_id"], "reply_seq": reply["reply_seq"], "text": shown["text"],
+                    "reply_id": reply["id"], "reply_seq": reply["seq"], "text": shown["text"],
                     "citations": shown["citations"], "intent": shown["intent"], "sentiment": shown["sentiment"],
                     "replayed": True,
-                }, f"{reply['reply_seq']}-end")
+                }, f"{reply['seq']}-end")
 
     async def flush_pending(self) -> None:
         if self.pending_end is not None:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from datetime import date, datetime, timezone
 
 from aiohttp import web
 
@@ -12,20 +11,25 @@ from common.db import enqueue
 from common.web import POOL, ApiError, json_response
 from common import pagination
 from services.gateway import auth, repository
-from services.gateway.api import Ctx, op
+from services.gateway.service import month_start, snapshot
+from services.gateway.api import Ctx, Operations
 from services.gateway.clients import CONVERSATION, INTERNAL
 from services.gateway.models import (AdminTenantPatch, ApiKeyIn, ApiKeyOut, ApiKeyPage, ChatbotIn, ChatbotOut,
                                      ChatbotPage, ChatbotPatch, ConversationPage, ConversationQuery, EmbedSnippet,
-                                     PageQuery, PlanLimits, TenantCreated, TenantIn, TenantOut, TenantPage,
-                                     TenantPatch, TenantWithUsage, Transcript, Usage)
+                                     PageQuery, PlanLimits, TenantCreated, TenantDeleteIn, TenantIn, TenantOut,
+                                     TenantPage, TenantPatch, TenantWithUsage, Transcript, PlanUsage)
 from services.gateway.settings import Settings
 
+
+op = Operations()
+
+
+def register(app: web.Application) -> None:
+    """Add this module's routes to ``app`` (and its operations to the OpenAPI document)."""
+    op.register(app)
+
+
 SETTINGS_KEY = web.AppKey("gateway_settings", Settings)
-
-
-def month_start(now: datetime | None = None) -> date:
-    now = now or datetime.now(timezone.utc)
-    return date(now.year, now.month, 1)
 
 
 def tenant_out(row) -> TenantOut:
@@ -40,22 +44,9 @@ def chatbot_out(row) -> ChatbotOut:
                                       **row["config"]}, strict=False)
 
 
-def snapshot(row) -> ev.ChatbotSnapshot:
-    config = row["config"]
-    persona, ai, knowledge = config["persona"], config["ai"], config["knowledge"]
-    return ev.ChatbotSnapshot(
-        chatbot_id=row["id"], name=row["name"], system_prompt=persona["system_prompt"], tone=persona["tone"],
-        greeting=persona["greeting"], fallback_answer=persona["fallback_answer"], provider=ai["provider"],
-        model=ai["model"], temperature=ai["temperature"], max_tokens=ai["max_tokens"],
-        fallback_provider=ai.get("fallback_provider"), top_k=knowledge["top_k"],
-        score_threshold=knowledge["score_threshold"], avatar_id=config.get("avatar_id"),
-        welcome_message=config.get("welcome_message", ""),
-        suggested_questions=list(config.get("suggested_questions", [])))
-
-
-async def _usage(conn, tenant) -> Usage:
+async def _usage(conn, tenant) -> PlanUsage:
     month = month_start()
-    return Usage(month=month.isoformat(), messages=await repository.messages_this_month(conn, tenant["id"], month),
+    return PlanUsage(month=month.isoformat(), messages=await repository.messages_this_month(conn, tenant["id"], month),
                  monthly_message_quota=tenant["monthly_message_quota"],
                  chatbots=await repository.count_chatbots(conn, tenant["id"]), max_chatbots=tenant["max_chatbots"])
 
@@ -106,7 +97,39 @@ async def admin_update_tenant(ctx: Ctx) -> web.Response:
     return json_response(tenant_out(tenant))
 
 
+async def _delete_tenant(ctx: Ctx, tenant_id: uuid.UUID, confirm: str | None = None) -> web.Response:
+    """The tenant's rows here go with TenantDeletedEvent in one transaction (the outbox):
+    every other service then erases that tenant's rows and files."""
+    async with ctx.request.app[POOL].acquire() as conn, conn.transaction():
+        tenant = await repository.get_tenant(conn, tenant_id, lock=True)
+        if tenant is None:
+            raise ApiError(404, "not_found", "no such tenant")
+        if confirm is not None and confirm not in (str(tenant["id"]), tenant["name"]):
+            raise ApiError(409, "confirmation_mismatch",
+                           "to delete your tenant, send its id or its exact name as `confirm`")
+        await repository.delete_tenant(conn, tenant_id)
+        await enqueue(conn, ev.TenantDeletedEvent(tenant_id=tenant_id))
+    return web.Response(status=204)
+
+
+@op("DELETE", "/api/v1/admin/tenants/{tenant_id}", summary="Delete a tenant and all of its data", tag="Admin",
+    auth="admin", status=204)
+async def admin_delete_tenant(ctx: Ctx) -> web.Response:
+    """Its keys stop working at once; every service then erases the tenant's chatbots,
+    conversations, knowledge, avatars, ledger and analytics (TenantDeletedEvent)."""
+    return await _delete_tenant(ctx, uuid.UUID(ctx.request.match_info["tenant_id"]))
+
+
 # --- the tenant itself -----------------------------------------------------------------------
+
+@op("DELETE", "/api/v1/tenant", summary="Delete your tenant and all of its data", tag="Tenant",
+    body=TenantDeleteIn, status=204, extra_responses={409: "`confirm` is not your tenant's id or name: nothing was deleted"})
+async def delete_own_tenant(ctx: Ctx) -> web.Response:
+    """For good: your keys stop working at once, and every service erases your chatbots,
+    conversations, knowledge, avatars, ledger and analytics. Send `{"confirm": "<your tenant's
+    id or exact name>"}`. Needs a `full` key."""
+    return await _delete_tenant(ctx, ctx.principal.tenant_id, ctx.body.confirm)
+
 
 @op("GET", "/api/v1/tenant", summary="Your tenant, plan limits and this month's usage", tag="Tenant",
     response=TenantWithUsage)
@@ -124,7 +147,7 @@ async def update_tenant(ctx: Ctx) -> web.Response:
     return json_response(tenant_out(tenant))
 
 
-@op("GET", "/api/v1/tenant/usage", summary="This month's usage against the plan", tag="Tenant", response=Usage)
+@op("GET", "/api/v1/tenant/usage", summary="This month's usage against the plan", tag="Tenant", response=PlanUsage)
 async def get_usage(ctx: Ctx) -> web.Response:
     async with ctx.request.app[POOL].acquire() as conn:
         tenant = await repository.get_tenant(conn, ctx.principal.tenant_id)
@@ -202,7 +225,8 @@ async def create_chatbot(ctx: Ctx) -> web.Response:
             raise ApiError(403, "plan_limit_reached", f"your plan allows {tenant['max_chatbots']} chatbots",
                            {"limit": "max_chatbots", "value": tenant["max_chatbots"]})
         row = await repository.create_chatbot(conn, tenant["id"], secrets.token_urlsafe(18), body.name,
-                                              body.model_dump(mode="json", exclude={"name"}), chatbot_id=chatbot_id)
+                                              body.model_dump(mode="json", exclude={"name", "avatar_id"}),
+                                              chatbot_id=chatbot_id)
         # the event commits with the chatbot (outbox): a crash cannot keep one without the other
         await enqueue(conn, ev.ChatbotCreatedEvent(tenant_id=row["tenant_id"], chatbot=snapshot(row)))
     return json_response(chatbot_out(row), status=201)
@@ -222,7 +246,7 @@ async def get_chatbot(ctx: Ctx) -> web.Response:
         return json_response(chatbot_out(await _owned_chatbot(ctx, conn)))
 
 
-CLEARABLE = {"avatar_id", "animation_map_id", "ai.fallback_provider"}
+CLEARABLE = {"avatar_id", "ai.fallback_provider"}
 
 
 def merge(config: dict, patch: dict) -> dict:
@@ -236,7 +260,7 @@ def merge(config: dict, patch: dict) -> dict:
     response=ChatbotOut)
 async def update_chatbot(ctx: Ctx) -> web.Response:
     """Send only what changes; nested settings merge field by field. `null` clears
-    `avatar_id`, `animation_map_id` and `ai.fallback_provider`."""
+    `avatar_id` (back to the default avatar) and `ai.fallback_provider`."""
     patch = ctx.body.model_dump(mode="json", exclude_unset=True)
     # null means "no change", except for the references that can be cleared
     patch = {k: v for k, v in patch.items() if v is not None or k in CLEARABLE}
@@ -247,7 +271,8 @@ async def update_chatbot(ctx: Ctx) -> web.Response:
     if "avatar_id" in patch:
         async with ctx.request.app[POOL].acquire() as conn:
             owned = await _owned_chatbot(ctx, conn)
-        await assign_avatar(ctx.request.app, owned["tenant_id"], owned["id"], patch["avatar_id"])
+        # the avatar service alone keeps which avatar a chatbot shows
+        await assign_avatar(ctx.request.app, owned["tenant_id"], owned["id"], patch.pop("avatar_id"))
     async with ctx.request.app[POOL].acquire() as conn, conn.transaction():
         row = await _owned_chatbot(ctx, conn, lock=True)
         name = patch.pop("name", None) or row["name"]
@@ -263,6 +288,9 @@ async def delete_chatbot(ctx: Ctx) -> web.Response:
     async with ctx.request.app[POOL].acquire() as conn, conn.transaction():
         row = await _owned_chatbot(ctx, conn, lock=True)
         await repository.delete_chatbot(conn, row["tenant_id"], row["id"])
+        await repository.delete_chatbot_sessions(conn, row["tenant_id"], row["id"])
+        # every service that keeps something of the chatbot erases it (knowledge, avatar,
+        # conversation, ai, analytics): docs/architecture.md, "Lifecycles"
         await enqueue(conn, ev.ChatbotDeletedEvent(tenant_id=row["tenant_id"], chatbot_id=row["id"]))
     return web.Response(status=204)
 

@@ -6,28 +6,34 @@ or from our own widget frame (whose embedding is limited to those origins by the
 """
 from __future__ import annotations
 
-import asyncio
 import re
 import uuid
 from urllib.parse import unquote_plus, urlsplit
 
-import aio_pika
 import aiohttp
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse
 from pydantic import ConfigDict, Field
 
 from common import events as ev
-from common.bus import BusError
 from common.logging import bind_contextvars, get_logger
-from common.web import BUS, POOL, ApiError, json_response, read_json
-from services.gateway import auth, ratelimit, repository
-from services.gateway.api import CLIENT_IP, Ctx, op
+from common.web import POOL, ApiError, json_response, read_json
+from services.gateway import auth, ratelimit, repository, service
+from services.gateway.api import CLIENT_IP, Ctx, Operations
 from services.gateway.clients import CONVERSATION, INTERNAL
-from services.gateway.models import (ConversationIn, ConversationStarted, MessageAccepted, MessageIn, Out, Query,
-                                     ReplyCancelled, VisitorMessages, VisitorToken, WidgetConfig)
+from services.gateway.models import (ConversationIn, ConversationStarted, HandoffRequested, MessageAccepted,
+                                     MessageIn, Out, Query, ReplyCancelled, VisitorMessages, VisitorToken, WidgetConfig)
 from services.gateway.stream import StreamHub, VisitorStream, parse_last_event_id, pump, visitor_message
-from services.gateway.views import SETTINGS_KEY, month_start, snapshot
+from services.gateway.views import SETTINGS_KEY
+
+
+op = Operations()
+
+
+def register(app: web.Application) -> None:
+    """Add this module's routes to ``app`` (and its operations to the OpenAPI document)."""
+    op.register(app)
+
 
 log = get_logger(__name__)
 HUB = web.AppKey("stream_hub", StreamHub)
@@ -99,7 +105,7 @@ async def widget_config(ctx: Ctx) -> web.Response:
     origin = check_origin(ctx.request, chatbot)
     config = chatbot["config"]
     base = ctx.request.app[SETTINGS_KEY].public_base_url.rstrip("/")
-    model_url = f"{base}/api/widget/v1/avatars/{config.get('avatar_id') or 'default'}/model.glb"
+    model_url = f"{base}/api/widget/v1/avatars/default/model.glb"
     animation_map: dict[str, str] = {}
     try:  # the avatar service knows the map; without it the widget still works, by clip names
         avatar = await ctx.request.app[INTERNAL]["avatar"].request(
@@ -175,48 +181,11 @@ async def post_message(ctx: Ctx) -> web.Response:
         raise ApiError(422, "empty_message", "the message is empty")
     if len(text) > settings.max_message_chars:
         raise ApiError(413, "message_too_long", f"messages are limited to {settings.max_message_chars} characters")
-    message_id = await accept_message(request.app, chatbot, visitor.conversation_id, visitor.visitor_id, text,
+    message_id = await service.accept_message(request.app, chatbot, visitor.conversation_id, visitor.visitor_id, text,
                                       body.client_message_id)
     log.info("visitor_message_accepted", message_id=str(message_id))
     return cors(json_response(MessageAccepted(message_id=message_id, conversation_id=visitor.conversation_id),
                               status=202), origin)
-
-
-async def accept_message(app: web.Application, chatbot, conversation_id: uuid.UUID, visitor_id: uuid.UUID,
-                         text: str, client_message_id: str, *, history: list[ev.HistoryMessage] | None = None,
-                         channel: str = "widget") -> uuid.UUID:
-    """Count the message against the tenant's monthly quota and publish it with a broker
-    confirm: once this returns, the message is on disk and will be answered."""
-    # the same client message id always maps to the same message id: retries are harmless
-    message_id = uuid.uuid5(conversation_id, client_message_id)
-    month = month_start()
-    async with app[POOL].acquire() as conn, conn.transaction():
-        tenant = await repository.get_tenant(conn, chatbot["tenant_id"])
-        if not await repository.count_message(conn, chatbot["tenant_id"], month, tenant["monthly_message_quota"],
-                                              message_id):
-            raise ApiError(403, "quota_exceeded", "this chatbot has used its messages for the month")
-        # the order this conversation's messages are answered in, whichever gateway took them;
-        # a retry keeps its first number
-        seq = await repository.message_seq(conn, conversation_id, message_id)
-    event = ev.VisitorMessageReceivedEvent(
-        tenant_id=chatbot["tenant_id"], chatbot_id=chatbot["id"], conversation_id=conversation_id,
-        visitor_id=visitor_id, message_id=message_id, client_message_id=client_message_id,
-        text=text, chatbot=snapshot(chatbot), history=history, channel=channel, seq=seq)
-    try:
-        await app[BUS].publish(event)
-    except (BusError, ConnectionError, asyncio.TimeoutError, RuntimeError, aio_pika.exceptions.AMQPError) as exc:
-        log.error("message_not_accepted", error=repr(exc))
-        async with app[POOL].acquire() as conn:
-            await repository.uncount_message(conn, chatbot["tenant_id"], month, message_id)
-        raise ApiError(503, "unavailable", "the message could not be accepted; try again",
-                       headers={"Retry-After": "2"}) from None
-    try:  # the gateway holding the visitor's stream starts waiting for the reply
-        await app[BUS].publish(ev.VisitorMessageAcceptedEvent(
-            tenant_id=chatbot["tenant_id"], chatbot_id=chatbot["id"], conversation_id=conversation_id,
-            message_id=message_id))
-    except Exception:  # noqa: BLE001 - a transient marker; the message itself is safe
-        log.debug("accepted_marker_not_sent", exc_info=True)
-    return message_id
 
 
 @op("GET", f"{BASE}/conversations/{{conversation_id}}/messages", summary="The conversation so far", tag="Widget",
@@ -293,12 +262,13 @@ async def visitor_reply(ctx: Ctx):
 @op("POST", f"{BASE}/conversations/{{conversation_id}}/replies/{{reply_id}}/cancel",
     summary="Stop the reply being streamed", tag="Widget", auth="visitor", status=202, response=ReplyCancelled,
     extra_responses={409: "The reply already ended"})
-async def cancel_reply(ctx: Ctx) -> web.Response:
+async def cancel_visitor_reply(ctx: Ctx) -> web.Response:
     """The stream then ends the reply with an `error` event, code `cancelled`."""
-    request = ctx.request
-    chatbot, visitor, origin, reply_id = await visitor_reply(ctx)
-    await request.app[INTERNAL]["ai"].request("POST", f"/internal/replies/{reply_id}/cancel",
-                                              params={"tenant_id": str(visitor.tenant_id)})
+    chatbot = await _chatbot(ctx)
+    visitor = await _visitor(ctx, chatbot)
+    origin = check_origin(ctx.request, chatbot)
+    reply_id = ctx.request.match_info["reply_id"]
+    await service.cancel_reply(ctx.request.app, visitor.tenant_id, reply_id, conversation_id=visitor.conversation_id)
     return cors(json_response(ReplyCancelled(reply_id=reply_id), status=202), origin)
 
 
@@ -341,6 +311,24 @@ async def reply_speech(ctx: Ctx) -> web.StreamResponse:
             return out
     except (aiohttp.ClientError, TimeoutError) as exc:
         raise ApiError(502, "voice_failed", "the speech provider did not answer") from exc
+
+
+@op("POST", f"{BASE}/conversations/{{conversation_id}}/handoff", summary="Ask to talk to a person", tag="Widget",
+    auth="visitor", status=202, response=HandoffRequested)
+async def request_handoff(ctx: Ctx) -> web.Response:
+    """The conversation is flagged for the tenant's team (its transcript shows
+    `handoff_requested`) and counted in analytics. No AI reply, and no message of the quota."""
+    request = ctx.request
+    chatbot = await _chatbot(ctx)
+    visitor = await _visitor(ctx, chatbot)
+    origin = check_origin(request, chatbot)
+    await ratelimit.enforce(request, request.app[POOL], str(visitor.visitor_id),
+                            request.app[SETTINGS_KEY].visitor_limit)
+    await service.publish_confirmed(request.app, ev.HandoffRequestedEvent(
+        tenant_id=visitor.tenant_id, chatbot_id=chatbot["id"], conversation_id=visitor.conversation_id,
+        visitor_id=visitor.visitor_id))
+    log.info("handoff_requested")
+    return cors(json_response(HandoffRequested(conversation_id=visitor.conversation_id), status=202), origin)
 
 
 EMBED_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")

@@ -373,3 +373,30 @@ async def count_running_crawls(conn: asyncpg.Connection, tenant_id: uuid.UUID, *
     return await conn.fetchval(
         "SELECT count(*) FROM crawls WHERE tenant_id = $1 AND status = 'running' "
         "AND heartbeat_at > now() - make_interval(secs => $2)", tenant_id, stale_after_s)
+
+
+# --- erasure (chatbot or tenant deleted) --------------------------------------------------------
+
+async def delete_chatbot(conn: asyncpg.Connection, tenant_id: uuid.UUID, chatbot_id: uuid.UUID) -> list[uuid.UUID]:
+    """A deleted chatbot's knowledge: documents (their raw bytes with them), chunks, terms,
+    crawls and the knowledge base. Returns the ids of its crawls (running ones are stopped)."""
+    crawl_ids = [r["id"] for r in await conn.fetch(
+        "DELETE FROM crawls WHERE tenant_id = $1 AND chatbot_id = $2 RETURNING id", tenant_id, chatbot_id)]
+    await conn.execute("DELETE FROM chunk_terms WHERE chatbot_id = $1 AND chunk_id IN "
+                       "(SELECT id FROM chunks WHERE tenant_id = $2 AND chatbot_id = $1)", chatbot_id, tenant_id)
+    await conn.execute("DELETE FROM chunks WHERE tenant_id = $1 AND chatbot_id = $2", tenant_id, chatbot_id)
+    await conn.execute("DELETE FROM documents WHERE tenant_id = $1 AND chatbot_id = $2", tenant_id, chatbot_id)
+    await conn.execute("DELETE FROM knowledge_bases WHERE tenant_id = $1 AND chatbot_id = $2", tenant_id, chatbot_id)
+    return crawl_ids
+
+
+async def tenant_chatbots(conn: asyncpg.Connection, tenant_id: uuid.UUID) -> list[uuid.UUID]:
+    rows = await conn.fetch(
+        "SELECT chatbot_id FROM knowledge_bases WHERE tenant_id = $1 UNION "
+        "SELECT chatbot_id FROM documents WHERE tenant_id = $1 UNION "
+        "SELECT chatbot_id FROM crawls WHERE tenant_id = $1", tenant_id)
+    return [r["chatbot_id"] for r in rows]
+
+
+async def pgvector_version(pool: asyncpg.Pool) -> str | None:
+    return await pool.fetchval("SELECT extversion FROM pg_extension WHERE extname = 'vector'")

@@ -13,7 +13,8 @@ import asyncpg
 import numpy as np
 
 from common import events as ev
-from common.db import claim, enqueue
+from common.db import claim, enqueue, handled
+from common.errors import ServiceError
 from common.isolation import IsolatedWorkers, WorkerFailed
 from common.logging import get_logger
 from services.knowledge import repository as repo
@@ -27,10 +28,8 @@ from services.knowledge.settings import Settings
 log = get_logger(__name__)
 
 
-class KnowledgeError(Exception):
-    def __init__(self, status: int, code: str, message: str, details: Any = None):
-        super().__init__(message)
-        self.status, self.code, self.message, self.details = status, code, message, details
+class KnowledgeError(ServiceError):
+    """A request knowledge refuses (common.errors: answered with its status by common.web)."""
 
 
 def not_found(what: str) -> KnowledgeError:
@@ -91,7 +90,20 @@ class KnowledgeDeps:
     fetcher: Fetcher
     extractor: Extractor
     crawls: dict[uuid.UUID, asyncio.Task] = field(default_factory=dict)
+    owns_embedders: bool = True
     _lexical_stats: OrderedDict = field(default_factory=OrderedDict)
+
+    async def close(self) -> None:
+        """Shutdown: crawls cancelled (and recorded), the fetcher, the parser processes."""
+        crawls = list(self.crawls.values())
+        for task in crawls:
+            task.cancel()
+        if crawls:
+            await asyncio.gather(*crawls, return_exceptions=True)
+        await self.fetcher.close()
+        self.extractor.close()
+        if self.owns_embedders:
+            self.embedders.close()
 
     async def lexical_stats(self, chatbot_id: uuid.UUID, knowledge_version: int) -> tuple[int, float]:
         """BM25's N and average length for one chatbot. Every index and delete bumps the
@@ -287,7 +299,7 @@ async def ingest(event: ev.DocumentIngestRequestedEvent, deps: KnowledgeDeps) ->
     infrastructure errors raise, so the bus retries."""
     started = time.perf_counter()
     async with deps.pool.acquire() as conn:
-        if await conn.fetchval("SELECT 1 FROM processed_events WHERE event_id = $1", event.event_id):
+        if await handled(conn, event):
             return
         document = await repo.document_for_ingest(conn, event.document_id)
         if document is None or document["ingest_event_id"] != event.event_id:
@@ -384,7 +396,7 @@ DEFAULT_FUSION = Fusion(method="cc", dense_weight=1.0, lexical_weight=1.0, dense
 
 
 @dataclass
-class SearchResult:
+class RankedChunk:
     chunk_id: int
     document_id: uuid.UUID
     title: str
@@ -422,7 +434,7 @@ class Candidates:
 
 async def search(deps: KnowledgeDeps, tenant_id: uuid.UUID, chatbot_id: uuid.UUID, query: str, *,
                  top_k: int | None = None, score_threshold: float | None = None, context: list[str] | None = None,
-                 fusion: Fusion | None = None, mode: str = "hybrid") -> tuple[list[SearchResult], int]:
+                 fusion: Fusion | None = None, mode: str = "hybrid") -> tuple[list[RankedChunk], int]:
     """Hybrid search of one chatbot's knowledge: dense vectors and BM25, fused (``ranking``).
     With ``context`` (the visitor's previous turns) the message is also searched in context
     and both readings are fused. ``score`` is the chunk's best cosine similarity to a reading
@@ -497,7 +509,7 @@ def _unit(vector: np.ndarray) -> np.ndarray:
     return vector / max(float(np.linalg.norm(vector)), 1e-12)
 
 
-def rank(candidates: list[Candidates], fusion: Fusion, *, top_k: int, threshold: float) -> list[SearchResult]:
+def rank(candidates: list[Candidates], fusion: Fusion, *, top_k: int, threshold: float) -> list[RankedChunk]:
     """Fuse every list; ``score`` is the chunk's best cosine similarity over the readings."""
     similarity: dict[int, float] = {}
     lists: list[RankedList] = []
@@ -518,7 +530,7 @@ def rank(candidates: list[Candidates], fusion: Fusion, *, top_k: int, threshold:
         score = similarity[record["id"]]
         if score < threshold:
             continue
-        results.append(SearchResult(chunk_id=record["id"], document_id=record["document_id"],
+        results.append(RankedChunk(chunk_id=record["id"], document_id=record["document_id"],
                                     title=record["title"] or "", url=record["url"],
                                     heading_path=list(record["heading_path"] or []),
                                     snippet=record["text"][:600], score=score, fused=fused))
@@ -533,3 +545,32 @@ async def stats(deps: KnowledgeDeps, tenant_id, chatbot_id) -> dict:
         numbers = await repo.stats(conn, chatbot_id)
     return {**numbers, "knowledge_version": kb["knowledge_version"], "last_sync_at": kb["last_sync_at"],
             "embedding_model": kb["embedding_model"]}
+
+
+# --- lifecycles --------------------------------------------------------------------------------
+
+async def delete_chatbot(deps: KnowledgeDeps, event: ev.ChatbotDeletedEvent) -> None:
+    """Everything the chatbot's knowledge held goes, so its documents stop counting against
+    the plan's ``max_documents`` at once. Crawls of it running here stop; one running on another
+    replica fails at its next document (the knowledge base is gone)."""
+    async with deps.pool.acquire() as conn, conn.transaction():
+        if not await claim(conn, event):
+            return
+        await _delete_chatbot(deps, conn, event.tenant_id, event.chatbot_id)
+    log.info("chatbot_knowledge_deleted", chatbot_id=str(event.chatbot_id))
+
+
+async def delete_tenant(deps: KnowledgeDeps, event: ev.TenantDeletedEvent) -> None:
+    async with deps.pool.acquire() as conn, conn.transaction():
+        if not await claim(conn, event):
+            return
+        for chatbot_id in await repo.tenant_chatbots(conn, event.tenant_id):
+            await _delete_chatbot(deps, conn, event.tenant_id, chatbot_id)
+    log.info("tenant_knowledge_deleted")
+
+
+async def _delete_chatbot(deps: KnowledgeDeps, conn, tenant_id: uuid.UUID, chatbot_id: uuid.UUID) -> None:
+    for crawl_id in await repo.delete_chatbot(conn, tenant_id, chatbot_id):
+        task = deps.crawls.get(crawl_id)
+        if task is not None:
+            task.cancel()

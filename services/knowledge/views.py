@@ -13,11 +13,11 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import BaseModel, Field
 
-from common.web import ApiError, json_response, read_json
+from common.errors import parse_uuid
+from common.web import DEPS, ApiError, json_response, read_json
 from services.knowledge import crawl, repository as repo, service
-from services.knowledge.service import KnowledgeDeps, KnowledgeError
+from services.knowledge.service import KnowledgeDeps
 
-DEPS = web.AppKey("knowledge_deps", KnowledgeDeps)
 PREFIX = "/internal/tenants/{tenant_id}/chatbots/{chatbot_id}"
 routes = web.RouteTableDef()
 STATUSES = ("queued", "processing", "indexed", "failed")
@@ -65,21 +65,6 @@ class SettingsIn(BaseModel):
 _FORMAT_TYPES = {"text": "text/plain", "markdown": "text/markdown", "html": "text/html"}
 
 
-@web.middleware
-async def knowledge_errors(request: web.Request, handler):
-    try:
-        return await handler(request)
-    except KnowledgeError as exc:
-        raise ApiError(exc.status, exc.code, exc.message, exc.details) from None
-
-
-def _uuid(value: str, what: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise ApiError(404, "not_found", f"no such {what}") from None
-
-
 def _max_documents(request: web.Request) -> int | None:
     """The plan's limit, passed by the gateway (which owns plans) on every route that adds
     documents; knowledge enforces it in the insert transaction."""
@@ -93,8 +78,8 @@ def _max_documents(request: web.Request) -> int | None:
 
 
 def _ids(request: web.Request) -> tuple[KnowledgeDeps, uuid.UUID, uuid.UUID]:
-    return (request.app[DEPS], _uuid(request.match_info["tenant_id"], "tenant"),
-            _uuid(request.match_info["chatbot_id"], "chatbot"))
+    return (request.app[DEPS], parse_uuid(request.match_info["tenant_id"], "tenant"),
+            parse_uuid(request.match_info["chatbot_id"], "chatbot"))
 
 
 def document_out(row) -> dict:
@@ -198,21 +183,21 @@ async def list_documents(request: web.Request) -> web.Response:
 async def get_document(request: web.Request) -> web.Response:
     deps, tenant_id, chatbot_id = _ids(request)
     document = await service.get_document(deps, tenant_id, chatbot_id,
-                                          _uuid(request.match_info["document_id"], "document"))
+                                          parse_uuid(request.match_info["document_id"], "document"))
     return json_response(document_out(document))
 
 
 @routes.post(PREFIX + "/documents/{document_id}/resync")
 async def resync_document(request: web.Request) -> web.Response:
     deps, tenant_id, chatbot_id = _ids(request)
-    document = await service.resync(deps, tenant_id, chatbot_id, _uuid(request.match_info["document_id"], "document"))
+    document = await service.resync(deps, tenant_id, chatbot_id, parse_uuid(request.match_info["document_id"], "document"))
     return json_response(document_out(document), status=202)
 
 
 @routes.put(PREFIX + "/documents/{document_id}")
 async def replace_document(request: web.Request) -> web.Response:
     deps, tenant_id, chatbot_id = _ids(request)
-    document_id = _uuid(request.match_info["document_id"], "document")
+    document_id = parse_uuid(request.match_info["document_id"], "document")
     raw, filename, content_type, title = await _upload(request, deps.settings.max_upload_bytes)
     document = await service.replace(deps, tenant_id, chatbot_id, document_id, raw=raw, filename=filename,
                                      content_type=content_type, title=title)
@@ -222,7 +207,7 @@ async def replace_document(request: web.Request) -> web.Response:
 @routes.delete(PREFIX + "/documents/{document_id}")
 async def delete_document(request: web.Request) -> web.Response:
     deps, tenant_id, chatbot_id = _ids(request)
-    version = await service.delete(deps, tenant_id, chatbot_id, _uuid(request.match_info["document_id"], "document"))
+    version = await service.delete(deps, tenant_id, chatbot_id, parse_uuid(request.match_info["document_id"], "document"))
     return json_response({"deleted": True, "knowledge_version": version})
 
 
@@ -248,7 +233,7 @@ async def get_crawl(request: web.Request) -> web.Response:
     deps, tenant_id, chatbot_id = _ids(request)
     async with deps.pool.acquire() as conn:
         await service.knowledge_base(conn, tenant_id, chatbot_id)
-        row = await repo.get_crawl(conn, chatbot_id, _uuid(request.match_info["crawl_id"], "crawl"))
+        row = await repo.get_crawl(conn, chatbot_id, parse_uuid(request.match_info["crawl_id"], "crawl"))
     if row is None:
         raise ApiError(404, "not_found", "no such crawl")
     return json_response(dict(row))

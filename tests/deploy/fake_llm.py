@@ -6,7 +6,7 @@ in its own container on the compose network, where an operator would run Ollama 
 """
 from aiohttp import web
 
-from tests.unit.ai.ai_fakes import FakeProvider, Slow, openai_app
+from scripts.loopback import FakeProvider, Slow, openai_app
 
 PIECES = ["Our", " workshop", " opens", " at", " nine", " on", " weekdays", ",", " and", " we",
           " answer", " every", " question", " in", " order", "."]

@@ -475,8 +475,8 @@ def test_volumes_survive_docker_compose_down_and_up(deployment: Deployment, shop
 
     status, tenant, _ = public.call("GET", "/api/v1/tenant", key=shop["key"])
     assert status == 200 and tenant["id"] == shop["tenant"]["id"], tenant
-    status, chatbot, _ = public.call("GET", f"/api/v1/chatbots/{shop['chatbot']['id']}", key=shop["key"])
-    assert status == 200 and chatbot["avatar_id"] == avatar["id"], chatbot
+    status, chosen, _ = public.call("GET", f"/api/v1/chatbots/{shop['chatbot']['id']}/avatar", key=shop["key"])
+    assert status == 200 and chosen["avatar_id"] == avatar["id"], chosen
     status, same, _ = public.call("GET", f"/api/v1/avatars/{avatar['id']}", key=shop["key"])
     assert status == 200, same
     with urllib.request.urlopen(f"{PUBLIC_URL}/api/widget/v1/avatars/{avatar['id']}/model.glb",

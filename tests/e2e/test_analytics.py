@@ -120,6 +120,13 @@ async def test_api_figures_equal_the_other_services_counts(api, stack, bot):
     handoff_replies = await _turns(api, embed, returning, QUESTIONS[3:5], "b")
     await _turns(api, second["embed_id"], other, QUESTIONS[:2] + QUESTIONS[5:], "c")
     await _turns(api, embed, first, ["Do you ship to Canada?"], "a-again")  # the same question again: cached
+    # the visitor who asked for a person presses "Talk to a human" (twice): no AI turn, no quota
+    status, usage_before = await api.call("GET", "/api/v1/tenant/usage", key=key)
+    handoff = f"/api/widget/v1/{embed}/conversations/{returning['conversation_id']}/handoff"
+    for _ in range(2):
+        status, body = await api.call("POST", handoff, key=returning["visitor_token"])
+        assert status == 202 and body["status"] == "requested", body
+    assert (await api.call("GET", "/api/v1/tenant/usage", key=key))[1]["messages"] == usage_before["messages"]
 
     def feedback_path(embed_id, conv, reply):
         return f"/api/widget/v1/{embed_id}/conversations/{conv['conversation_id']}/replies/{reply['id']}/feedback"
@@ -144,6 +151,10 @@ async def test_api_figures_equal_the_other_services_counts(api, stack, bot):
 
     expected, got = await _figures_match(api, key, tenant_id)
     assert expected["conversations"] == 4 and expected["handoff_conversations"] == 1
+    assert (await _summary(api, key))["current"]["handoff_requests"] == 2
+    status, transcript = await api.call("GET", f"/api/v1/conversations/{returning['conversation_id']}", key=key)
+    assert transcript["conversation"]["handoff_requested"] is True
+    assert len(transcript["messages"]) == 4  # two turns: the handoff added no message and no reply
     assert expected["feedback_down"] == 3 and expected["feedback_up"] == 1 and expected["visitors"] == 3
 
     # the conversation service stored the ratings the API counted

@@ -9,7 +9,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from tests.e2e.test_chat_turn import wait_until
-from tests.unit.ai.ai_fakes import FakeProvider, Hang, Ok, openai_app
+from scripts.loopback import FakeProvider, Hang, Ok, openai_app
 
 pytestmark = pytest.mark.e2e
 

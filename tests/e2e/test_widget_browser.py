@@ -10,7 +10,7 @@ from playwright.async_api import async_playwright, expect
 from scripts import frontend
 from scripts.seed import add_knowledge
 from tests.conftest import ROOT
-from tests.unit.ai.ai_fakes import FakeProvider, Slow, openai_app
+from scripts.loopback import FakeProvider, Slow, openai_app
 
 pytestmark = pytest.mark.e2e
 ARTIFACTS = ROOT / "test-artifacts" / "browser"

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from tests.e2e.test_chat_turn import wait_until
 from tests.hostile.conftest import error_of
-from tests.unit.ai.ai_fakes import Ok, Redirect
+from scripts.loopback import Ok, Redirect
 
 pytestmark = pytest.mark.e2e
 

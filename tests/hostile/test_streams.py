@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 from tests.e2e.test_chat_turn import wait_until
 from tests.hostile.conftest import error_of, random_ip
-from tests.unit.ai.ai_fakes import SlowFirst
+from scripts.loopback import SlowFirst
 
 pytestmark = pytest.mark.e2e
 

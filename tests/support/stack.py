@@ -89,7 +89,7 @@ def stack(tmp_path_factory):
     s = Stack(env=env, log_dir=log_dir, gateway=f"http://127.0.0.1:{os.environ['GATEWAY_PORT']}",
               admin_key=os.environ["ADMIN_API_KEY"])
     try:
-        s.wait_healthy(90)
+        s.wait_healthy(240)  # six interpreters importing at once take minutes on a busy machine
         yield s
     finally:
         s.ctl("shutdown")

@@ -451,9 +451,17 @@ function renderActions(entry, replyId, intent) {
     handoff.type = "button";
     handoff.className = "handoff";
     handoff.textContent = "Talk to a human";
-    handoff.addEventListener("click", () => {
+    handoff.addEventListener("click", async () => {
+      // no AI turn and no message of the quota: the conversation is flagged for the team
       handoff.disabled = true;
-      send("I'd like to talk to a human, please.");
+      const result = await api(`/conversations/${session.conversation_id}/handoff`, { method: "POST" })
+        .catch(() => null);
+      if (result && result.ok) {
+        handoff.textContent = "A person will follow up";
+      } else {
+        handoff.disabled = false;
+        notice("We couldn't reach the team just now. Please try again.");
+      }
     });
     row.appendChild(handoff);
   }

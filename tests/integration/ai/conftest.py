@@ -15,7 +15,8 @@ import pytest
 from common import events as ev
 from common.bus import Bus
 from common.db import create_pool
-from services.ai.app import DEPS, MIGRATIONS, create_app
+from common.web import DEPS
+from services.ai.app import MIGRATIONS, create_app
 from services.ai.settings import Settings
 from tests.conftest import scratch_database, scratch_vhost_url
 

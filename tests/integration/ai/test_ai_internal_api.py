@@ -10,7 +10,7 @@ import pytest
 from common import events as ev
 from common.web import SETTINGS
 from tests.integration.ai.conftest import PLATFORM_OPENAI_KEY
-from tests.unit.ai.ai_fakes import Ok
+from scripts.loopback import Ok
 
 TENANT_KEY = "sk-tenant-openai-abcdefgh9876"
 

@@ -2,6 +2,7 @@
 providers and a loopback knowledge service: what the visitor sees, and what the ledger keeps."""
 from __future__ import annotations
 
+import asyncio
 import socket
 import uuid
 
@@ -9,7 +10,7 @@ import pytest
 
 from common import events as ev
 from services.ai import repository
-from tests.unit.ai.ai_fakes import Hang, Ok, Status
+from scripts.loopback import Hang, Ok, Slow, Status
 
 SHIPPING = {"title": "Shipping", "url": "https://acme.test/shipping", "score": 0.8,
             "snippet": "We ship to all EU countries. Express shipping arrives the next day and costs 12 EUR."}
@@ -128,42 +129,53 @@ async def test_identical_question_is_answered_from_the_cache(ai):
     assert len(ai.openai.requests) == 3
 
 
-async def test_cancel_stops_the_reply_in_this_process(ai):
+def cancel_of(event: ev.AiReplyRequestedEvent, **changes) -> ev.ReplyCancelRequestedEvent:
+    return ev.ReplyCancelRequestedEvent(**{"tenant_id": event.tenant_id, "chatbot_id": event.chatbot_id,
+                                           "conversation_id": event.conversation_id,
+                                           "reply_id": event.reply_id, **changes})
+
+
+async def test_a_cancel_event_stops_the_reply_while_it_streams(ai):
+    """The process streaming the reply has its stream queue bound to the conversation: the
+    cancel reaches it at once, with no database polling."""
     ai.openai.script = [Hang(["Our warranty ", "lasts "], hold_s=20)]
     event = ai.request("How long is the warranty?", provider="openai", model="gpt-4o-mini")
     await ai.visitor.watch(event.conversation_id)
     await ai.bus.publish(event)
     await ai.visitor.first_chunk(event.reply_id)
-    resp = await ai.client.post(f"/internal/replies/{event.reply_id}/cancel",
-                                params={"tenant_id": str(event.tenant_id)})
-    assert resp.status == 202
+    await ai.bus.publish(cancel_of(event))
     done = await ai.visitor.outcome(event.reply_id)
     assert isinstance(done, ev.AiReplyFailedEvent) and done.code == "cancelled"
     assert done.partial_text == "Our warranty lasts "
     row = await ledger(ai, event.reply_id)
     assert row["status"] == "cancelled" and row["completion_tokens"] > 0
-    # a finished reply can't be cancelled
-    resp = await ai.client.post(f"/internal/replies/{event.reply_id}/cancel",
-                                params={"tenant_id": str(event.tenant_id)})
-    assert resp.status == 409
 
 
-async def test_cancel_flag_from_another_replica_stops_the_stream(ai):
-    ai.openai.script = [Hang(["Our warranty "], hold_s=20)]
+async def test_a_cancel_that_arrives_before_the_reply_starts_stops_it_from_starting(ai):
+    event = ai.request("How long is the warranty?", provider="openai", model="gpt-4o-mini")
+    await ai.bus.publish(cancel_of(event))
+
+    async def recorded() -> bool:
+        async with ai.pool.acquire() as conn:
+            return await repository.cancel_requested(conn, event.reply_id, event.tenant_id)
+    for _ in range(200):
+        if await recorded():
+            break
+        await asyncio.sleep(0.05)
+    done = await ai.ask(event)
+    assert isinstance(done, ev.AiReplyFailedEvent) and done.code == "cancelled" and done.partial_text == ""
+    assert ai.openai.requests == []
+
+
+async def test_another_tenant_s_cancel_does_not_stop_the_reply(ai):
+    ai.openai.script = [Slow(["Our warranty ", "lasts ", "two years."], gap_s=0.3)]
     event = ai.request("How long is the warranty?", provider="openai", model="gpt-4o-mini")
     await ai.visitor.watch(event.conversation_id)
     await ai.bus.publish(event)
     await ai.visitor.first_chunk(event.reply_id)
-    # another replica's endpoint only writes the flag; this process has no local signal
-    async with ai.pool.acquire() as conn:
-        await repository.request_cancel(conn, event.reply_id, event.tenant_id)
+    await ai.bus.publish(cancel_of(event, tenant_id=uuid.uuid4()))
     done = await ai.visitor.outcome(event.reply_id)
-    assert isinstance(done, ev.AiReplyFailedEvent) and done.code == "cancelled"
-
-
-async def test_cancel_needs_the_right_tenant(ai):
-    resp = await ai.client.post(f"/internal/replies/{uuid.uuid4()}/cancel", params={"tenant_id": "nope"})
-    assert resp.status == 400
+    assert isinstance(done, ev.AiReplyCompletedEvent)
 
 
 async def test_expired_cache_entries_are_not_served_and_get_purged(ai):

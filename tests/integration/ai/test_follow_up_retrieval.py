@@ -7,7 +7,7 @@ import uuid
 
 from common import events as ev
 from services.ai.retrieval import REWRITE_SYSTEM
-from tests.unit.ai.ai_fakes import Ok, SlowFirst, Status
+from scripts.loopback import Ok, SlowFirst, Status
 
 REPAIRS = {"title": "Repairs", "url": "https://acme.test/repairs", "score": 0.8,
            "snippet": "We repair e-bikes. A yearly service takes one working day."}

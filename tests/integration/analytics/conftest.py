@@ -86,6 +86,11 @@ class Scenario:
             timings=ev.Timings(ttft_ms=ttft, total_ms=total))
         return reply_id, [requested, completed]
 
+    def handoff(self, conversation_id, visitor_id=None):
+        return ev.HandoffRequestedEvent(tenant_id=self.tenant_id, chatbot_id=self.chatbot_id,
+                                        conversation_id=conversation_id, visitor_id=visitor_id or uuid.uuid4(),
+                                        occurred_at=self.at)
+
     def feedback(self, conversation_id, reply_id, rating: str, comment: str = "", at: datetime | None = None):
         return ev.FeedbackGivenEvent(tenant_id=self.tenant_id, chatbot_id=self.chatbot_id,
                                      conversation_id=conversation_id, reply_id=reply_id, rating=rating,

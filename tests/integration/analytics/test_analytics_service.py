@@ -27,7 +27,8 @@ async def test_each_event_counts_once_even_when_redelivered(analytics):
     r1, turn1 = s.turn(conv_a, "Where is my parcel?", cost=0.002, ttft=40, total=300)
     r2, turn2 = s.turn(conv_a, "I want to talk to a human", intent="asks_for_human", answered=False)
     r3, turn3 = s.turn(conv_b, "Do you ship to Mars?", answered=False, cached=True, cost=0.0)
-    events = [started_a, started_b, *turn1, *turn2, *turn3,
+    # the visitor asks for a person twice (the button, then again): two requests, one conversation
+    events = [started_a, started_b, *turn1, *turn2, *turn3, s.handoff(conv_a), s.handoff(conv_a),
               s.feedback(conv_a, r1, "up"), s.feedback(conv_b, r3, "down", "useless")]
     await analytics.publish(*events)
     await analytics.publish(*events)  # every event a second time: a redelivery
@@ -39,7 +40,7 @@ async def test_each_event_counts_once_even_when_redelivered(analytics):
     m = body["current"]
     assert (m["conversations"], m["new_visitors"], m["visitors"], m["messages"], m["replies"]) == (2, 1, 2, 3, 3)
     assert (m["feedback_up"], m["feedback_down"], m["satisfaction_rate"]) == (1, 1, 0.5)
-    assert (m["handoff_conversations"], m["handoff_requests"], m["engaged_conversations"]) == (1, 1, 2)
+    assert (m["handoff_conversations"], m["handoff_requests"], m["engaged_conversations"]) == (1, 2, 2)
     assert m["deflection_rate"] == 0.5 and m["cache_hits"] == 1 and m["unanswered"] == 1
     assert m["prompt_tokens"] == 300 and m["completion_tokens"] == 60
     assert abs(m["cost_usd"] - 0.003) < 1e-9 and abs(m["cost_per_conversation_usd"] - 0.0015) < 1e-9

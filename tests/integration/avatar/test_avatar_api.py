@@ -263,21 +263,21 @@ async def test_a_reply_plays_the_clip_its_chatbot_s_avatar_maps_its_behaviour_to
     chatbot = uuid.uuid4()
     # the default avatar: the clip is the behaviour
     event = completed(chatbot, intent="greeting")
-    await handlers.on_ai_reply_completed(event, pool=pool)
+    await handlers.on_ai_reply_completed(event, deps=handlers.Deps(pool=pool, store=None))
     selection = await outbox_selection(pool, event.reply_id)
     assert (selection["behaviour"], selection["clip"]) == ("greet", "greet")
 
     avatar = await (await upload(client, glb_with_clips(["Idle", "Wave", "Yes"]))).json()
     await client.put(f"/internal/chatbots/{chatbot}/avatar", params=Q, json={"avatar_id": avatar["id"]})
     event = completed(chatbot, intent="goodbye")
-    await handlers.on_ai_reply_completed(event, pool=pool)
+    await handlers.on_ai_reply_completed(event, deps=handlers.Deps(pool=pool, store=None))
     selection = await outbox_selection(pool, event.reply_id)
     assert (selection["behaviour"], selection["clip"]) == ("goodbye", "Wave")
     # a redelivery is harmless
-    await handlers.on_ai_reply_completed(event, pool=pool)
+    await handlers.on_ai_reply_completed(event, deps=handlers.Deps(pool=pool, store=None))
     assert await pool.fetchval("SELECT count(*) FROM animation_selections WHERE reply_id = $1", event.reply_id) == 1
 
     event = completed(chatbot, intent="question", sentiment=0.9, answered_from_knowledge=True)
-    await handlers.on_ai_reply_completed(event, pool=pool)
+    await handlers.on_ai_reply_completed(event, deps=handlers.Deps(pool=pool, store=None))
     selection = await outbox_selection(pool, event.reply_id)
     assert (selection["behaviour"], selection["clip"]) == ("happy", "Yes")  # happy -> ... -> nod's clip

@@ -4,7 +4,7 @@ import uuid
 
 import pytest
 
-from tests.unit.ai.ai_fakes import Break, Hang, Ok, SlowFirst, Status
+from scripts.loopback import Break, Hang, Ok, SlowFirst, Status
 from services.ai.keyvault import KeyVault
 from services.ai.prompt import build_prompt
 from services.ai.providers.base import PromptRequest

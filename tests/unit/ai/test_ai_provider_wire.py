@@ -7,7 +7,7 @@ import pytest
 import httpx2
 
 from common.netguard import AddressPolicy, guarded_http_client
-from tests.unit.ai.ai_fakes import Break, EndsEarly, Ok, Redirect, Status, StreamError
+from scripts.loopback import Break, EndsEarly, Ok, Redirect, Status, StreamError
 from services.ai.prompt import build_prompt
 from services.ai.providers.anthropic_messages import AnthropicProvider
 from services.ai.providers.base import Passage, PromptRequest, ProviderError, StreamResult

@@ -4,6 +4,8 @@ chunk, ``data: [DONE]``), Anthropic Messages SSE (``event: message_start`` ... `
 ``event: error``), and both providers' JSON error bodies.
 
 Each fake plays a script: a list of behaviours, one per incoming request (the last one repeats).
+The tests (tests/conftest.py's fixtures), the deployment test's stand-in and the benchmarks
+all take them from here.
 """
 from __future__ import annotations
 
