@@ -12,7 +12,7 @@ from playwright.async_api import expect
 from tests.e2e.test_widget_browser import ARTIFACTS, browser  # noqa: F401 - the browser fixture
 from tests.support.fake_tts import FakeTts
 from tests.support.models import SampleModel, third_party_models
-from tests.unit.ai.ai_fakes import FakeProvider, Slow, openai_app
+from scripts.loopback import FakeProvider, Slow, openai_app
 
 pytestmark = pytest.mark.e2e
 
