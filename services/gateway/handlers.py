@@ -22,7 +22,7 @@ def bootstrap(settings: Settings, pool: asyncpg.Pool, bus=None) -> Deps:
     return Deps(pool=pool)
 
 
-@touches("counted_messages", "conversation_sequences")
+@touches("counted_messages", "conversation_sequences", "message_seqs")
 async def on_visitor_data_erased(event: ev.VisitorDataErasedEvent, *, deps: Deps) -> None:
     """The erased messages' retry guards and the conversations' message counters."""
     await apply_once(deps.pool, event, repository.erase_messages, event.tenant_id, event.conversation_ids,

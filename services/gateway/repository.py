@@ -218,6 +218,7 @@ async def delete_chatbot_sessions(conn, tenant_id: uuid.UUID, chatbot_id: uuid.U
 
 async def delete_message_seqs(conn, conversation_ids: list[uuid.UUID]) -> None:
     await conn.execute("DELETE FROM conversation_sequences WHERE conversation_id = ANY($1::uuid[])", conversation_ids)
+    await conn.execute("DELETE FROM message_seqs WHERE conversation_id = ANY($1::uuid[])", conversation_ids)
 
 
 async def erase_messages(conn, tenant_id: uuid.UUID, conversation_ids: list[uuid.UUID],
