@@ -286,6 +286,7 @@ EXPECTED_FOR_ANOTHER_TENANT = {
     "POST /api/widget/v1/{embed_id}/conversations/{conversation_id}/replies/{reply_id}/cancel": 403,
     "POST /api/widget/v1/{embed_id}/conversations/{conversation_id}/replies/{reply_id}/feedback": 403,
     "POST /api/widget/v1/{embed_id}/conversations/{conversation_id}/handoff": 403,
+    "GET /api/widget/v1/{embed_id}/conversations/{conversation_id}/replies/{reply_id}/speech": 403,
     "GET /api/v1/chatbots/{chatbot_id}/visitors/{visitor_id}/export": 404,
     "DELETE /api/v1/chatbots/{chatbot_id}/visitors/{visitor_id}": 404,
     "POST /api/v1/replies/{reply_id}/cancel": 404,
