@@ -23,13 +23,14 @@ from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable
 
 import aio_pika
+import aiormq.exceptions
 from aio_pika import DeliveryMode, ExchangeType, Message
 from aio_pika.abc import (AbstractChannel, AbstractExchange, AbstractIncomingMessage,
                           AbstractQueue, AbstractRobustConnection)
 from pydantic import ValidationError
 
 from common import metrics
-from common.availability import BROKER, unavailable_dependency
+from common.availability import BROKER, DependencyUnavailable, unavailable_dependency
 from common.events import EVENT_TYPES, STREAM_EVENTS, Event
 from common.handlers import Defer  # noqa: F401 - handlers raise it; the bus parks the event
 from common.logging import bound_contextvars, get_logger
@@ -41,7 +42,13 @@ Handler = Callable[[Any], Awaitable[None]]
 
 
 class BusError(RuntimeError):
-    pass
+    """The broker did not take an event (not connected, connection lost, not confirmed, not
+    routed). The only error ``publish`` raises."""
+
+
+# what a publish can meet when the broker or the connection goes away mid-call
+PUBLISH_FAILURES = (aio_pika.exceptions.AMQPError, aiormq.exceptions.AMQPError, ConnectionError,
+                    asyncio.TimeoutError, RuntimeError)
 
 
 @dataclass
@@ -185,7 +192,6 @@ class Bus:
 
     async def publish_raw(self, event_type: str, routing_key: str, body: dict) -> None:
         cls = EVENT_TYPES[event_type]
-        exchange = await self._exchange(event_type)
         message = Message(
             json.dumps(body, separators=(",", ":")).encode(),
             content_type="application/json",
@@ -194,11 +200,18 @@ class Bus:
             correlation_id=body.get("correlation_id"),
             delivery_mode=DeliveryMode.NOT_PERSISTENT if cls.transient else DeliveryMode.PERSISTENT,
         )
+        if self._publish_channel is None or self._publish_channel.is_closed:
+            raise BusError(f"{event_type} was not published") from DependencyUnavailable(BROKER, "not connected")
         try:
+            exchange = await self._exchange(event_type)
             # Transient stream events go only to gateways that stream the conversation, if any.
             await exchange.publish(message, routing_key=routing_key, mandatory=not cls.transient)
         except aio_pika.exceptions.PublishError as exc:
             raise BusError(f"{event_type} was not routed to any queue") from exc
+        except PUBLISH_FAILURES as exc:
+            # one error for callers: "the broker did not take it"; the cause stays attached, so
+            # common.availability still sees a broker outage behind it
+            raise BusError(f"{event_type} was not published: {exc!r}") from exc
         metrics.EVENTS_PUBLISHED.labels(self.service, event_type).inc()
 
     # --- consuming -------------------------------------------------------------------------

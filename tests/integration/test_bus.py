@@ -9,7 +9,7 @@ import asyncpg
 import pytest
 
 from common import events as ev
-from common.availability import DATABASE
+from common.availability import BROKER, DATABASE, unavailable_dependency
 from common.bus import Bus, BusError, dead_letter_queue
 from common.dlq import replay
 
@@ -218,3 +218,13 @@ async def test_a_durable_event_that_no_queue_takes_raises_instead_of_vanishing(s
     with pytest.raises(BusError):
         await bus.publish(deleted())
     await connection.close()
+
+
+async def test_a_publish_the_broker_cannot_take_raises_bus_error_seen_as_a_broker_outage(buses):
+    """Callers catch one error (BusError) for "the broker did not take it", and the bus still
+    knows it for an outage (not a broken event), so a handler's retry budget is not spent."""
+    publisher = await buses("gateway")
+    await publisher.connection.close()  # the connection is gone mid-life
+    with pytest.raises(BusError) as raised:
+        await publisher.publish(deleted())
+    assert unavailable_dependency(raised.value) == BROKER
