@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from pathlib import Path
 
 import aiohttp
@@ -32,6 +33,7 @@ async def seed(gateway: str, admin_key: str, state_file: Path) -> dict:
                                 headers={"Authorization": f"Bearer {demo['api_key']}"}) as resp:
                 if resp.status == 200:
                     await add_knowledge(http, gateway, demo)
+                    await add_conversations(http, gateway, demo, state_file)
                     return demo
         async with http.post(f"{gateway}/api/v1/admin/tenants", json={"name": "Northwind Bikes (demo)"},
                              headers={"Authorization": f"Bearer {admin_key}"}) as resp:
@@ -45,9 +47,14 @@ async def seed(gateway: str, admin_key: str, state_file: Path) -> dict:
         demo = {"tenant_id": tenant["tenant"]["id"], "api_key": api_key, "chatbot_id": chatbot["id"],
                 "embed_id": chatbot["embed_id"]}
         await add_knowledge(http, gateway, demo)
+        save(state_file, demo)
+        await add_conversations(http, gateway, demo, state_file)
+    return demo
+
+
+def save(state_file: Path, demo: dict) -> None:
     state_file.write_text(json.dumps(demo, indent=2))
     state_file.chmod(0o600)
-    return demo
 
 
 async def add_knowledge(http: aiohttp.ClientSession, gateway: str, demo: dict, wait_s: float = 120) -> None:
@@ -67,3 +74,58 @@ async def add_knowledge(http: aiohttp.ClientSession, gateway: str, demo: dict, w
             print(f"[seed] demo knowledge {status}")
             return
         await asyncio.sleep(0.25)
+
+
+# A first day's worth of visitors, so the console's conversations and analytics have something
+# to show: answered questions (one rated up, one down), a follow-up, a question the FAQ does
+# not answer, and a visitor who asks for a person.
+DEMO_VISITORS = [
+    {"ask": ["What are your opening hours?"], "rate": "up"},
+    {"ask": ["Do you repair e-bikes?", "How long does it take?"]},
+    {"ask": ["Can I rent a bike?"], "rate": "down", "comment": "I wanted the price per day"},
+    {"ask": ["Do you sell skateboards?"]},
+    {"ask": ["Can I pay in instalments?"], "handoff": True},
+]
+
+
+async def add_conversations(http: aiohttp.ClientSession, gateway: str, demo: dict, state_file: Path,
+                            wait_s: float = 60) -> None:
+    """Demo visitors chat through the widget API, as the widget on the demo page would."""
+    if demo.get("conversations_seeded"):
+        return
+    widget = f"{gateway}/api/widget/v1/{demo['embed_id']}"
+    origin = {"Origin": os.environ.get("PUBLIC_BASE_URL", "http://127.0.0.1:8080").rstrip("/")}
+    for n, visitor in enumerate(DEMO_VISITORS):
+        async with http.post(f"{widget}/conversations", headers=origin) as resp:
+            resp.raise_for_status()
+            conversation = await resp.json()
+        cid = conversation["conversation_id"]
+        headers = {**origin, "Authorization": f"Bearer {conversation['visitor_token']}"}
+        reply = None
+        for m, text in enumerate(visitor["ask"]):
+            async with http.post(f"{widget}/conversations/{cid}/messages", headers=headers,
+                                 json={"text": text, "client_message_id": f"demo-{n}-{m}"}) as resp:
+                resp.raise_for_status()
+            reply = await _reply(http, f"{widget}/conversations/{cid}/messages", headers, m + 1, wait_s)
+        if reply and visitor.get("rate"):
+            async with http.post(f"{widget}/conversations/{cid}/replies/{reply['id']}/feedback", headers=headers,
+                                 json={"rating": visitor["rate"], "comment": visitor.get("comment", "")}) as resp:
+                resp.raise_for_status()
+        if visitor.get("handoff"):
+            async with http.post(f"{widget}/conversations/{cid}/handoff", headers=headers) as resp:
+                resp.raise_for_status()
+    demo["conversations_seeded"] = True
+    save(state_file, demo)
+    print(f"[seed] {len(DEMO_VISITORS)} demo conversations")
+
+
+async def _reply(http: aiohttp.ClientSession, url: str, headers: dict, nth: int, wait_s: float) -> dict | None:
+    """The conversation's nth assistant reply once it has ended (None if it does not in time)."""
+    for _ in range(int(wait_s * 4)):
+        async with http.get(url, headers=headers) as resp:
+            resp.raise_for_status()
+            replies = [m for m in (await resp.json())["data"] if m["role"] == "assistant"]
+        if len(replies) >= nth and replies[nth - 1]["status"] in ("completed", "failed"):
+            return replies[nth - 1]
+        await asyncio.sleep(0.25)
+    return None
