@@ -128,16 +128,6 @@ class CostQuery(Query):
                               description="ISO date (whole day included) or date-time (default: now)")
 
 
-class CostRow(Out):
-    key: str | None
-    replies: int
-    cached_replies: int
-    failed_replies: int
-    prompt_tokens: int
-    completion_tokens: int
-    cost_usd: float
-
-
 class CostTotals(Out):
     replies: int
     cached_replies: int
@@ -145,6 +135,10 @@ class CostTotals(Out):
     prompt_tokens: int
     completion_tokens: int
     cost_usd: float
+
+
+class CostRow(CostTotals):
+    key: str | None
 
 
 class CostReport(Out):

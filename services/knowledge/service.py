@@ -199,16 +199,19 @@ async def get_document(deps: KnowledgeDeps, tenant_id, chatbot_id, document_id):
 
 async def resync(deps: KnowledgeDeps, tenant_id, chatbot_id, document_id):
     """Ingest again; URL documents are fetched again."""
+    return await _requeue(deps, tenant_id, chatbot_id, document_id,
+                          lambda document: {"keep_raw": False, "raw": None} if document["url"] else {})
+
+
+async def _requeue(deps: KnowledgeDeps, tenant_id, chatbot_id, document_id, changes):
+    """Queue a document for ingestion again; ``changes(document)`` says what to replace."""
     async with deps.pool.acquire() as conn, conn.transaction():
         await knowledge_base(conn, tenant_id, chatbot_id)
         document = await repo.get_document(conn, chatbot_id, document_id, for_update=True)
         if document is None:
             raise not_found("document")
         event = _ingest_event(tenant_id, chatbot_id, document_id)
-        if document["url"]:
-            await repo.requeue_document(conn, document_id, event.event_id, keep_raw=False, raw=None)
-        else:
-            await repo.requeue_document(conn, document_id, event.event_id)
+        await repo.requeue_document(conn, document_id, event.event_id, **changes(document))
         await enqueue(conn, event)
         return await repo.get_document(conn, chatbot_id, document_id)
 
@@ -220,17 +223,9 @@ async def replace(deps: KnowledgeDeps, tenant_id, chatbot_id, document_id, *, ra
     if len(raw) > deps.settings.max_upload_bytes:
         raise KnowledgeError(413, "payload_too_large",
                              f"documents are limited to {deps.settings.max_upload_bytes} bytes")
-    async with deps.pool.acquire() as conn, conn.transaction():
-        await knowledge_base(conn, tenant_id, chatbot_id)
-        document = await repo.get_document(conn, chatbot_id, document_id, for_update=True)
-        if document is None:
-            raise not_found("document")
-        event = _ingest_event(tenant_id, chatbot_id, document_id)
-        await repo.requeue_document(conn, document_id, event.event_id, keep_raw=False, raw=raw,
-                                    filename=filename, content_type=content_type, raw_sha256=_sha(raw),
-                                    title=title)
-        await enqueue(conn, event)
-        return await repo.get_document(conn, chatbot_id, document_id)
+    return await _requeue(deps, tenant_id, chatbot_id, document_id, lambda _: {
+        "keep_raw": False, "raw": raw, "filename": filename, "content_type": content_type,
+        "raw_sha256": _sha(raw), "title": title})
 
 
 async def delete(deps: KnowledgeDeps, tenant_id, chatbot_id, document_id) -> int:

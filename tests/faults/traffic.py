@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import time
 from dataclasses import dataclass, field
 
 import aiohttp
+
+from tests.support.sse import SseParser
 
 
 @dataclass
@@ -87,26 +88,13 @@ class Visitor:
             await asyncio.sleep(0.5)
 
     async def _read(self, resp: aiohttp.ClientResponse) -> None:
-        name, data, event_id = "message", [], None
+        parser = SseParser()
         async for raw in resp.content:
-            line = raw.decode().rstrip("\r\n")
-            if line == "":
-                if data:
-                    self._event(name, json.loads("\n".join(data)), event_id)
-                name, data, event_id = "message", [], None
-                if self._stop.is_set():
-                    return
-                continue
-            if line.startswith(":"):
-                continue
-            key, _, value = line.partition(":")
-            value = value[1:] if value.startswith(" ") else value
-            if key == "event":
-                name = value
-            elif key == "data":
-                data.append(value)
-            elif key == "id":
-                event_id = value
+            event = parser.feed(raw)
+            if event is not None:
+                self._event(event.event, event.data, event.id)
+            if raw.strip() == b"" and self._stop.is_set():
+                return
 
     def _event(self, name: str, data: dict, event_id: str | None) -> None:
         if event_id:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
 
 import aio_pika
@@ -32,19 +33,9 @@ def chunk(conversation_id: uuid.UUID, text: str = "hi") -> ev.AiReplyChunkEvent:
 
 
 @pytest.fixture(params=["classic", "quorum"])
-async def buses(request, scratch_vhost):
+def buses(request, make_buses):
     """Buses of one queue type (AMQP_QUEUE_TYPE): every test here runs on both."""
-    made: list[Bus] = []
-
-    async def make(service: str, **kwargs) -> Bus:
-        bus = Bus(scratch_vhost, service, queue_type=request.param, **kwargs)
-        await bus.connect()
-        made.append(bus)
-        return bus
-
-    yield make
-    for bus in made:
-        await bus.close()
+    return functools.partial(make_buses, queue_type=request.param)
 
 
 async def test_two_services_both_receive_an_event_and_replicas_share_one_queue(buses):

@@ -14,7 +14,7 @@ import pytest
 from aio_pika.exceptions import ChannelClosed
 
 from common import events as ev
-from common.bus import Bus, dead_letter_queue, retry_queue
+from common.bus import dead_letter_queue, retry_queue
 from common.dlq import show
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,23 +61,8 @@ def queues_command(url: str, *args: str) -> subprocess.CompletedProcess:
                           text=True, env={**os.environ, "AMQP_URL": url}, timeout=120)
 
 
-@pytest.fixture
-async def buses(scratch_vhost):
-    made: list[Bus] = []
-
-    async def make(service: str, **kwargs) -> Bus:
-        bus = Bus(scratch_vhost, service, **kwargs)
-        await bus.connect()
-        made.append(bus)
-        return bus
-
-    yield make
-    for bus in made:
-        await bus.close()
-
-
-async def test_quorum_declares_replicated_queues_and_keeps_stream_queues_exclusive(buses, scratch_vhost):
-    gateway = await buses("gateway", queue_type="quorum")
+async def test_quorum_declares_replicated_queues_and_keeps_stream_queues_exclusive(make_buses, scratch_vhost):
+    gateway = await make_buses("gateway", queue_type="quorum")
     for name in (QUEUE, retry_queue(QUEUE), dead_letter_queue(QUEUE)):
         assert not await declares(scratch_vhost, name, None), f"{name} is a classic queue"
         assert not await declares(scratch_vhost, name, {"x-queue-type": "classic"})
@@ -93,10 +78,10 @@ async def test_quorum_declares_replicated_queues_and_keeps_stream_queues_exclusi
         await connection.close()
 
 
-async def test_a_message_that_keeps_killing_its_consumer_ends_in_the_dead_letter_queue(buses, scratch_vhost):
+async def test_a_message_that_keeps_killing_its_consumer_ends_in_the_dead_letter_queue(make_buses, scratch_vhost):
     """A consumer that dies before acking (OOM, kill -9) gets the message again; past the delivery
     limit the quorum queue dead-letters it instead of looping for ever, and `common.dlq show` says why."""
-    publisher = await buses("gateway", queue_type="quorum", delivery_limit=2)
+    publisher = await make_buses("gateway", queue_type="quorum", delivery_limit=2)
     poison = deleted()
     await publisher.publish(poison)
     for _ in range(3):  # three deliveries, each consumer gone without an ack
@@ -120,7 +105,7 @@ async def test_a_message_that_keeps_killing_its_consumer_ends_in_the_dead_letter
     assert "delivery_limit" in shown["reason"] and str(poison.event_id) in shown["body"]
     # the others keep flowing
     got = []
-    analytics = await buses("analytics", queue_type="quorum", delivery_limit=2)
+    analytics = await make_buses("analytics", queue_type="quorum", delivery_limit=2)
     analytics.subscribe(ev.ChatbotDeletedEvent, lambda event: asyncio.sleep(0, got.append(event.event_id)))
     await analytics.start_consuming()
     fine = deleted()
@@ -131,8 +116,8 @@ async def test_a_message_that_keeps_killing_its_consumer_ends_in_the_dead_letter
     await wait_for(handled)
 
 
-async def test_migrating_from_classic_to_quorum_keeps_every_message(buses, scratch_vhost):
-    classic = await buses("gateway", queue_type="classic")
+async def test_migrating_from_classic_to_quorum_keeps_every_message(make_buses, scratch_vhost):
+    classic = await make_buses("gateway", queue_type="classic")
     waiting = [deleted() for _ in range(3)]
     for event in waiting:
         await classic.publish(event)
@@ -146,7 +131,7 @@ async def test_migrating_from_classic_to_quorum_keeps_every_message(buses, scrat
             headers={"x-attempt": 1}, delivery_mode=aio_pika.DeliveryMode.PERSISTENT, **extra), routing_key=queue)
 
     # a consumer still attached: the command refuses and changes nothing
-    consumer = await buses("conversation", queue_type="classic")
+    consumer = await make_buses("conversation", queue_type="classic")
     consumer.subscribe(ev.VisitorMessageReceivedEvent, lambda event: asyncio.sleep(0))
     await consumer.start_consuming()
     refused = queues_command(scratch_vhost, "migrate", "--to", "quorum")
@@ -165,10 +150,10 @@ async def test_migrating_from_classic_to_quorum_keeps_every_message(buses, scrat
 
     # quorum services take every message that waited, in order, and new ones still arrive (bound again)
     got = []
-    analytics = await buses("analytics", queue_type="quorum")
+    analytics = await make_buses("analytics", queue_type="quorum")
     analytics.subscribe(ev.ChatbotDeletedEvent, lambda event: asyncio.sleep(0, got.append(event.event_id)))
     await analytics.start_consuming()
-    publisher = await buses("gateway", queue_type="quorum")
+    publisher = await make_buses("gateway", queue_type="quorum")
     later = deleted()
     await publisher.publish(later)
 

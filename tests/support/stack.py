@@ -20,6 +20,7 @@ import pytest
 from scripts import frontend
 from scripts.start_app import supervisor_env
 from tests.support.infra import ROOT, require_env
+from tests.support.sse import SseEvent, SseParser  # noqa: F401 - SseEvent is part of this module's API
 
 BIN = Path(sys.executable).parent
 # Names the hostile tests aim the crawler and providers at (common.netguard honours .test
@@ -103,41 +104,22 @@ def stack(tmp_path_factory):
 
 
 @dataclass
-class SseEvent:
-    event: str
-    data: dict
-    id: str | None
-
-
-@dataclass
 class SseStream:
     """A minimal EventSource: parses the wire format as a browser would."""
     response: aiohttp.ClientResponse
     comments: list[str] = field(default_factory=list)
 
     async def next(self, timeout: float = 15) -> SseEvent | None:
+        parser = SseParser(self.comments.append)
+
         async def read() -> SseEvent | None:
-            name, data, event_id = "message", [], None
             while True:
                 raw = await self.response.content.readline()
                 if not raw:
                     return None
-                line = raw.decode().rstrip("\r\n")
-                if line == "":
-                    if data:
-                        return SseEvent(name, json.loads("\n".join(data)), event_id)
-                    continue
-                if line.startswith(":"):
-                    self.comments.append(line[1:].strip())
-                    continue
-                key, _, value = line.partition(":")
-                value = value[1:] if value.startswith(" ") else value
-                if key == "event":
-                    name = value
-                elif key == "data":
-                    data.append(value)
-                elif key == "id":
-                    event_id = value
+                event = parser.feed(raw)
+                if event is not None:
+                    return event
         return await asyncio.wait_for(read(), timeout)
 
     async def until(self, event: str, timeout: float = 20) -> list[SseEvent]:
