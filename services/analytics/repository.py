@@ -252,6 +252,11 @@ def _scope(chatbot_ids: list[uuid.UUID] | None, first_arg: int) -> str:
     return "" if chatbot_ids is None else f" AND chatbot_id = ANY(${first_arg}::uuid[])"
 
 
+def _range_args(tenant_id, since, until, chatbot_ids) -> list:
+    """$1..$3 (tenant, range), and $4 when ``_scope(chatbot_ids, 4)`` added it."""
+    return [tenant_id, since, until] + ([chatbot_ids] if chatbot_ids is not None else [])
+
+
 async def rollup_totals(conn, tenant_id, since: datetime, until: datetime, chatbot_ids=None, grain: str = "d",
                         group_by: str | None = None) -> list:
     """Sums of every rollup column over [since, until), optionally grouped ('chatbot_id' or 'bucket')."""
@@ -273,7 +278,7 @@ async def unique_visitors(conn, tenant_id, since: datetime, until: datetime, cha
            f"AND day >= $2 AND day < $3{_scope(chatbot_ids, 4)}")
     if by_chatbot:
         sql += " GROUP BY chatbot_id"
-    args = [tenant_id, since.date(), until.date()] + ([chatbot_ids] if chatbot_ids is not None else [])
+    args = _range_args(tenant_id, since.date(), until.date(), chatbot_ids)
     return await conn.fetch(sql, *args)
 
 
@@ -281,8 +286,7 @@ async def latency_histogram(conn, tenant_id, since, until, chatbot_ids=None, by_
     group = "chatbot_id, " if by_chatbot else ""
     sql = (f"SELECT {group}metric, idx, sum(n)::bigint AS n FROM rollup_latency WHERE tenant_id = $1 AND grain = 'd' "
            f"AND bucket >= $2 AND bucket < $3{_scope(chatbot_ids, 4)} GROUP BY {group}metric, idx")
-    args = [tenant_id, since, until] + ([chatbot_ids] if chatbot_ids is not None else [])
-    return await conn.fetch(sql, *args)
+    return await conn.fetch(sql, *_range_args(tenant_id, since, until, chatbot_ids))
 
 
 async def model_totals(conn, tenant_id, since, until, chatbot_ids=None) -> list:
@@ -290,31 +294,27 @@ async def model_totals(conn, tenant_id, since, until, chatbot_ids=None) -> list:
     sql = (f"SELECT provider, model, {sums} FROM rollup_models WHERE tenant_id = $1 AND grain = 'd' "
            f"AND bucket >= $2 AND bucket < $3{_scope(chatbot_ids, 4)} GROUP BY provider, model "
            f"ORDER BY sum(cost_usd) DESC, provider, model")
-    args = [tenant_id, since, until] + ([chatbot_ids] if chatbot_ids is not None else [])
-    return await conn.fetch(sql, *args)
+    return await conn.fetch(sql, *_range_args(tenant_id, since, until, chatbot_ids))
 
 
 async def top_intents(conn, tenant_id, since, until, chatbot_ids=None, limit: int = 10) -> list:
     sql = (f"SELECT intent, sum(n)::bigint AS n FROM rollup_intents WHERE tenant_id = $1 AND bucket >= $2 "
            f"AND bucket < $3{_scope(chatbot_ids, 4)} GROUP BY intent ORDER BY sum(n) DESC, intent LIMIT {int(limit)}")
-    args = [tenant_id, since, until] + ([chatbot_ids] if chatbot_ids is not None else [])
-    return await conn.fetch(sql, *args)
+    return await conn.fetch(sql, *_range_args(tenant_id, since, until, chatbot_ids))
 
 
 async def conversations_by_hour_of_day(conn, tenant_id, since, until, chatbot_ids=None) -> list:
     sql = (f"SELECT extract(hour FROM bucket AT TIME ZONE 'UTC')::int AS hour, sum(conversations)::bigint AS n "
            f"FROM rollups WHERE tenant_id = $1 AND grain = 'h' AND bucket >= $2 AND bucket < $3"
            f"{_scope(chatbot_ids, 4)} GROUP BY 1 ORDER BY 1")
-    args = [tenant_id, since, until] + ([chatbot_ids] if chatbot_ids is not None else [])
-    return await conn.fetch(sql, *args)
+    return await conn.fetch(sql, *_range_args(tenant_id, since, until, chatbot_ids))
 
 
 async def unanswered_questions(conn, tenant_id, since, until, chatbot_ids=None, limit: int = 5000) -> list:
     sql = (f"SELECT reply_id, chatbot_id, conversation_id, question, answer, completed_at FROM reply_facts "
            f"WHERE tenant_id = $1 AND unanswered AND completed_at >= $2 AND completed_at < $3"
            f"{_scope(chatbot_ids, 4)} AND question IS NOT NULL ORDER BY completed_at DESC LIMIT {int(limit)}")
-    args = [tenant_id, since, until] + ([chatbot_ids] if chatbot_ids is not None else [])
-    return await conn.fetch(sql, *args)
+    return await conn.fetch(sql, *_range_args(tenant_id, since, until, chatbot_ids))
 
 
 async def rated_replies(conn, tenant_id, since, until, rating: str, chatbot_ids=None, limit: int = 100) -> list:
