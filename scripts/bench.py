@@ -18,6 +18,7 @@ import importlib
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -241,11 +242,13 @@ async def measure():
             print(f"concurrency {c}: ours {ours_levels[-1].rate:.1f}/s, baseline {base_levels[-1].rate:.1f}/s",
                   flush=True)
         provider = await measure_provider(http, gateway, admin)
-        ingest = None
-        if not os.environ.get("BENCH_SKIP_INGEST"):
-            print("benchmarking ingestion through the platform...", flush=True)
-            ingest = await bench_ingest.measure(http, gateway, admin)
-    return ours_levels, base_levels, provider, ingest
+    return ours_levels, base_levels, provider
+
+
+async def measure_ingest() -> dict:
+    gateway = f"http://127.0.0.1:{os.environ['GATEWAY_PORT']}"
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+        return await bench_ingest.measure(http, gateway, {"Authorization": f"Bearer {os.environ['ADMIN_API_KEY']}"})
 
 
 PROVIDER_RATE = float(os.environ.get("BENCH_PROVIDER_RATE", "50"))
@@ -284,12 +287,9 @@ def fmt(v: float) -> str:
 def report(ours: list[Level], base: list[Level], provider: tuple[Level, Level]) -> str:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                            text=True).stdout.strip()
     lines = [
         "# Benchmarks", "",
-        f"Measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC at commit `{commit}` by `make bench` "
-        f"on {os.cpu_count()} cores ({cpu}), everything on this one machine: the six services under "
+        f"By `make bench` on {os.cpu_count()} cores ({cpu}), everything on this one machine: the six services under "
         "supervisord, the embedded PostgreSQL, RabbitMQ, and the load generator. "
         f"Each level runs {LEVEL_SECONDS:.0f} s; a turn is one visitor message from POST to `message.end` "
         "(the `local` provider), each concurrent visitor keeping its SSE stream open.", "",
@@ -334,6 +334,33 @@ def report(ours: list[Level], base: list[Level], provider: tuple[Level, Level]) 
     return "\n".join(lines)
 
 
+# docs/benchmarks.md's sections, in their order; each is replaced as soon as it is measured, so
+# a run that dies half-way keeps what it measured (and the older figures of the rest)
+SECTIONS = ("platform", "ingest", "knowledge", "analytics")
+BENCH_MD = ROOT / "docs" / "benchmarks.md"
+MARKER = re.compile(r"^<!-- bench:(\w+) -->$", re.M)
+
+
+def wanted(section: str) -> bool:
+    """BENCH_ONLY=ingest,knowledge runs only those sections; BENCH_SKIP_<NAME>=1 skips one."""
+    only = {name.strip() for name in os.environ.get("BENCH_ONLY", "").split(",") if name.strip()}
+    return (not only or section in only) and not os.environ.get(f"BENCH_SKIP_{section.upper()}")
+
+
+def save_section(section: str, text: str) -> None:
+    old = BENCH_MD.read_text() if BENCH_MD.exists() else ""
+    parts = MARKER.split(old)  # [preamble, name, text, name, text, ...]
+    sections = dict(zip(parts[1::2], (t.strip() for t in parts[2::2])))
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                            text=True).stdout.strip()
+    heading, _, body = text.strip().partition("\n")
+    sections[section] = (f"{heading}\n\n_Measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC at commit "
+                         f"`{commit}`._\n{body}")
+    BENCH_MD.write_text("\n\n".join(f"<!-- bench:{name} -->\n{sections[name]}"
+                                      for name in SECTIONS if name in sections) + "\n")
+    print(sections[section], flush=True)
+
+
 def main() -> None:
     run_dir = ROOT / "var" / "bench"
     env = supervisor_env({**os.environ, "LOG_DIR": str(run_dir / "log"), "SUPERVISOR_RUN_DIR": str(run_dir),
@@ -345,32 +372,27 @@ def main() -> None:
                           "RATE_LIMIT_CONVERSATIONS_PER_IP_PER_HOUR": "100000000",
                           "RATE_LIMIT_MESSAGES_PER_IP_PER_HOUR": "100000000"})
     ctl = [str(BIN / "supervisorctl"), "-c", str(ROOT / "supervisord.conf")]
-    subprocess.run([str(BIN / "supervisord"), "-c", str(ROOT / "supervisord.conf")], env=env, check=True)
-    fake = subprocess.Popen([sys.executable, "-m", "scripts.bench", "--fake-provider"], cwd=ROOT)
-    baseline = subprocess.Popen([sys.executable, "-m", "scripts.bench_baseline", str(BASELINE_PORT),
-                                 f"{FAKE_PROVIDER}/v1"], cwd=ROOT)
-    try:
-        wait_http(f"http://127.0.0.1:{os.environ['GATEWAY_PORT']}/health", 90)
-        ours, base, provider, ingest = asyncio.run(measure())
-        text = report(ours, base, provider)
-        if ingest is not None:
-            text += "\n\n" + bench_ingest.report(ingest)
-    finally:
-        fake.terminate()
-        baseline.terminate()
-        subprocess.run([*ctl, "shutdown"], env=env, capture_output=True)
+    if wanted("platform") or wanted("ingest"):
+        subprocess.run([str(BIN / "supervisord"), "-c", str(ROOT / "supervisord.conf")], env=env, check=True)
+        fake = subprocess.Popen([sys.executable, "-m", "scripts.bench", "--fake-provider"], cwd=ROOT)
+        baseline = subprocess.Popen([sys.executable, "-m", "scripts.bench_baseline", str(BASELINE_PORT),
+                                     f"{FAKE_PROVIDER}/v1"], cwd=ROOT)
+        try:
+            wait_http(f"http://127.0.0.1:{os.environ['GATEWAY_PORT']}/health", 90)
+            if wanted("platform"):
+                save_section("platform", report(*asyncio.run(measure())))
+            if wanted("ingest"):
+                print("benchmarking ingestion through the platform...", flush=True)
+                save_section("ingest", bench_ingest.report(asyncio.run(measure_ingest())))
+        finally:
+            fake.terminate()
+            baseline.terminate()
+            subprocess.run([*ctl, "shutdown"], env=env, capture_output=True)
     # the services' own benchmarks, each against throwaway databases, with the stack stopped
-    sections = [text]
     for name in ("knowledge", "analytics"):
-        if os.environ.get(f"BENCH_SKIP_{name.upper()}"):
-            continue
-        print(f"benchmarking {name}...", flush=True)
-        module = importlib.import_module(f"scripts.bench_{name}")
-        sections.append(module.run())
-    text = "\n\n".join(section.strip() for section in sections) + "\n"
-    (ROOT / "docs" / "benchmarks.md").write_text(text)
-    print(text)
-
+        if wanted(name):
+            print(f"benchmarking {name}...", flush=True)
+            save_section(name, importlib.import_module(f"scripts.bench_{name}").run())
 
 
 def serve_fake_provider() -> None:
