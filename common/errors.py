@@ -8,9 +8,16 @@ from typing import Any
 
 
 class ServiceError(Exception):
-    def __init__(self, status: int, code: str, message: str, details: Any = None):
+    def __init__(self, status: int, code: str, message: str, details: Any = None, *,
+                 headers: dict[str, str] | None = None):
         super().__init__(message)
         self.status, self.code, self.message, self.details = status, code, message, details
+        self.headers = headers or {}  # e.g. Retry-After on a 503
+
+
+def unavailable(message: str, retry_after_s: int = 2) -> ServiceError:
+    """A 503 the caller should retry: the platform could not take the request just now."""
+    return ServiceError(503, "unavailable", message, headers={"Retry-After": str(retry_after_s)})
 
 
 def parse_uuid(value: str | None, what: str, *, status: int = 404) -> uuid.UUID:

@@ -107,7 +107,7 @@ async def error_middleware(request: web.Request, handler):
     except ApiError:
         raise
     except ServiceError as exc:  # a use case's refusal (service.py has no aiohttp)
-        return error_response(exc.status, exc.code, exc.message, exc.details)
+        return error_response(exc.status, exc.code, exc.message, exc.details, headers=exc.headers)
     except web.HTTPException as exc:
         if exc.status < 400 or exc.content_type == "application/json":
             raise

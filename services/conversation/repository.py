@@ -109,18 +109,23 @@ async def conversation(conn, conversation_id: uuid.UUID, tenant_id: uuid.UUID):
                                conversation_id, tenant_id)
 
 
-async def list_conversations(conn, tenant_id, chatbot_id, *, since=None, until=None, visitor_id=None,
-                             before=None, limit: int = 20):
-    """Newest first, keyset-paginated on (created_at, id)."""
+async def list_conversations(conn, tenant_id, chatbot_id=None, *, since=None, until=None, visitor_id=None,
+                             handoff: bool | None = None, rating: str | None = None, before=None,
+                             limit: int = 20):
+    """Newest first, keyset-paginated on (created_at, id); every chatbot's when ``chatbot_id``
+    is None. ``rating``: only conversations with a reply the visitor rated so ("up"/"down")."""
     return await conn.fetch(
         "SELECT c.*, (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id) AS messages "
-        "FROM conversations c WHERE c.tenant_id = $1 AND c.chatbot_id = $2 "
+        "FROM conversations c WHERE c.tenant_id = $1 AND ($2::uuid IS NULL OR c.chatbot_id = $2) "
         "AND ($3::timestamptz IS NULL OR c.created_at >= $3) AND ($4::timestamptz IS NULL OR c.created_at < $4) "
         "AND ($5::uuid IS NULL OR c.visitor_id = $5) "
         "AND ($6::timestamptz IS NULL OR (c.created_at, c.id) < ($6, $7)) "
+        "AND ($9::boolean IS NULL OR c.handoff_requested = $9) "
+        "AND ($10::text IS NULL OR EXISTS (SELECT 1 FROM messages r WHERE r.conversation_id = c.id "
+        "AND r.role = 'assistant' AND r.rating = $10)) "
         "ORDER BY c.created_at DESC, c.id DESC LIMIT $8",
         tenant_id, chatbot_id, since, until, visitor_id, before[0] if before else None,
-        before[1] if before else None, limit)
+        before[1] if before else None, limit, handoff, rating)
 
 
 async def conversation_with_count(conn, conversation_id, tenant_id):

@@ -29,6 +29,7 @@ def message_out(row) -> dict:
         "role": row["role"], "status": row["status"], "text": row["text"],
         "citations": row["citations"] or [], "intent": row["intent"], "sentiment": row["sentiment"],
         "usage": row["usage"], "timings": row["timings"], "animation": row["animation"],
+        "rating": row.get("rating"), "rating_comment": row.get("rating_comment"),
         "error_code": row["error_code"], "error_message": row["error_message"],
         "created_at": row["created_at"].isoformat(),
         "completed_at": row["completed_at"].isoformat() if row["completed_at"] else None,
@@ -92,15 +93,20 @@ def _time(value: str | None):
 
 @routes.get("/internal/conversations")
 async def list_conversations(request: web.Request) -> web.Response:
-    """A chatbot's conversations for the tenant's API, newest first, filtered and paginated."""
+    """A tenant's conversations (one chatbot's with ``chatbot_id``) for the tenant's API, newest
+    first, filtered (time, visitor, handoff, rating) and paginated."""
     q = request.query
-    tenant_id, chatbot_id = parse_uuid(q.get("tenant_id"), "tenant"), parse_uuid(q.get("chatbot_id"), "chatbot")
+    tenant_id = parse_uuid(q.get("tenant_id"), "tenant")
+    chatbot_id = parse_uuid(q["chatbot_id"], "chatbot") if q.get("chatbot_id") else None
     limit = max(1, min(100, int(q.get("limit", "20")) if q.get("limit", "20").isdigit() else 20))
     visitor_id = parse_uuid(q["visitor_id"], "visitor") if q.get("visitor_id") else None
+    handoff = {"true": True, "false": False}.get(q.get("handoff", ""))
+    rating = q.get("rating") if q.get("rating") in ("up", "down") else None
     async with request.app[POOL].acquire() as conn:
         rows = await repository.list_conversations(
             conn, tenant_id, chatbot_id, since=_time(q.get("from")), until=_time(q.get("to")),
-            visitor_id=visitor_id, before=pagination.decode(q.get("cursor")), limit=limit + 1)
+            visitor_id=visitor_id, handoff=handoff, rating=rating, before=pagination.decode(q.get("cursor")),
+            limit=limit + 1)
     return json_response(pagination.page(rows, limit, conversation_out))
 
 

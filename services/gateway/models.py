@@ -304,6 +304,13 @@ class ConversationQuery(PageQuery):
     since: IsoDateTime | None = Field(None, alias="from", description="Conversations started at or after this time")
     until: IsoDateTime | None = Field(None, alias="to", description="Conversations started before this time")
     visitor_id: uuid.UUID | None = None
+    handoff: bool | None = Field(None, description="Only conversations whose visitor asked for a person (true), "
+                                                   "or only the others (false)")
+    rating: Literal["up", "down"] | None = Field(None, description="Only conversations with a reply rated so")
+
+
+class TenantConversationQuery(ConversationQuery):
+    chatbot_id: uuid.UUID | None = Field(None, description="Only this chatbot's conversations")
 
 
 class ConversationOut(Out):
@@ -333,9 +340,34 @@ class MessageOut(Out):
     created_at: datetime
 
 
+class ReplyUsage(Out):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    cached: bool = False
+
+
+class ReplyTimings(Out):
+    ttft_ms: float | None = None
+    total_ms: float = 0.0
+
+
+class TranscriptMessage(MessageOut):
+    """A message as the tenant sees it: a reply also says what it cost, how long it took, the
+    avatar's animation and the visitor's rating."""
+    usage: ReplyUsage | None = None
+    timings: ReplyTimings | None = None
+    animation: dict[str, Any] | None = Field(None, description="The avatar behaviour and clip the reply played")
+    rating: Literal["up", "down"] | None = None
+    rating_comment: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    completed_at: datetime | None = None
+
+
 class Transcript(Out):
     conversation: ConversationOut
-    messages: list[MessageOut]
+    messages: list[TranscriptMessage]
 
 
 # --- the widget's public side ----------------------------------------------------------------

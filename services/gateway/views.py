@@ -16,8 +16,9 @@ from services.gateway.api import Ctx, Operations
 from services.gateway.clients import CONVERSATION, INTERNAL
 from services.gateway.models import (AdminTenantPatch, ApiKeyIn, ApiKeyOut, ApiKeyPage, ChatbotIn, ChatbotOut,
                                      ChatbotPage, ChatbotPatch, ConversationPage, ConversationQuery, EmbedSnippet,
-                                     PageQuery, PlanLimits, TenantCreated, TenantDeleteIn, TenantIn, TenantOut,
-                                     TenantPage, TenantPatch, TenantWithUsage, Transcript, PlanUsage)
+                                     PageQuery, PlanLimits, PlanUsage, TenantConversationQuery, TenantCreated,
+                                     TenantDeleteIn, TenantIn, TenantOut, TenantPage, TenantPatch, TenantWithUsage,
+                                     Transcript)
 from services.gateway.settings import Settings
 
 
@@ -311,19 +312,28 @@ async def embed_snippet(ctx: Ctx) -> web.Response:
 @op("GET", "/api/v1/chatbots/{chatbot_id}/conversations", summary="List a chatbot's conversations",
     tag="Conversations", query=ConversationQuery, response=ConversationPage)
 async def list_conversations(ctx: Ctx) -> web.Response:
-    """Newest first; filter by time (`from`, `to`) and visitor."""
+    """Newest first; filter by time (`from`, `to`), visitor, handoff and rating."""
     async with ctx.request.app[POOL].acquire() as conn:
         row = await _owned_chatbot(ctx, conn)
+    return await _conversations(ctx, {"chatbot_id": str(row["id"])})
+
+
+@op("GET", "/api/v1/conversations", summary="List the tenant's conversations", tag="Conversations",
+    query=TenantConversationQuery, response=ConversationPage)
+async def list_tenant_conversations(ctx: Ctx) -> web.Response:
+    """Every chatbot's conversations, newest first, with the same filters (and `chatbot_id`)."""
+    q: TenantConversationQuery = ctx.query
+    return await _conversations(ctx, {"chatbot_id": str(q.chatbot_id)} if q.chatbot_id else {})
+
+
+async def _conversations(ctx: Ctx, scope: dict[str, str]) -> web.Response:
     q: ConversationQuery = ctx.query
-    params = {"tenant_id": str(row["tenant_id"]), "chatbot_id": str(row["id"]), "limit": str(q.limit)}
-    if q.cursor:
-        params["cursor"] = q.cursor
-    if q.since:
-        params["from"] = q.since.isoformat()
-    if q.until:
-        params["to"] = q.until.isoformat()
-    if q.visitor_id:
-        params["visitor_id"] = str(q.visitor_id)
+    params = {"tenant_id": str(ctx.principal.tenant_id), "limit": str(q.limit), **scope}
+    for name, value in (("cursor", q.cursor), ("from", q.since and q.since.isoformat()),
+                        ("to", q.until and q.until.isoformat()), ("visitor_id", q.visitor_id and str(q.visitor_id)),
+                        ("handoff", None if q.handoff is None else str(q.handoff).lower()), ("rating", q.rating)):
+        if value:
+            params[name] = value
     return json_response(await ctx.request.app[CONVERSATION].request("GET", "/internal/conversations", params=params))
 
 

@@ -51,6 +51,10 @@ def check_origin(request: web.Request, chatbot) -> str | None:
     if not allowed:
         return origin
     own = _origin_of(request.app[SETTINGS_KEY].public_base_url)
+    if origin is None and request.headers.get("Sec-Fetch-Site") == "same-origin":
+        # a browser sends no Origin on a same-origin GET: our own pages (the widget frame, the
+        # console's preview); it sets Sec-Fetch-Site itself, a page cannot
+        return None
     if origin is None or (origin.lower() not in allowed and origin.lower() != own):
         raise ApiError(403, "origin_not_allowed", "this chatbot cannot be used from this website",
                        {"origin": origin})

@@ -417,6 +417,8 @@ IDS_IN_BODIES_AND_QUERIES = {
     "POST /api/v1/chat/completions body.model": 404,
     # a filter within B's own chatbot: an empty page, never A's conversations
     "GET /api/v1/chatbots/{chatbot_id}/conversations query.visitor_id": 200,
+    "GET /api/v1/conversations query.visitor_id": 200,
+    "GET /api/v1/conversations query.chatbot_id": 200,
 }
 # ids that name no other tenant's object: stored as given, or the caller's own choice
 NOT_OBJECT_FIELDS = {"body.animation_map_id", "body.client_message_id", "query.embed_id"}
