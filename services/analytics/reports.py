@@ -140,12 +140,15 @@ async def _scope_metrics(conn, tenant_id, rng: Range, chatbot_ids) -> dict:
     return metrics(totals, visitors, histograms)
 
 
-def _series_point(row, grain: str) -> dict:
+def _series_point(row, histograms: dict[str, dict[int, int]]) -> dict:
     return {"bucket": row["bucket"].isoformat(), **{c: (float(row[c]) if c == "cost_usd" else row[c])
                                                       for c in ("conversations", "messages", "replies",
                                                                 "failed_replies", "handoff_conversations",
                                                                 "feedback_up", "feedback_down", "prompt_tokens",
-                                                                "completion_tokens", "cost_usd")}}
+                                                                "completion_tokens", "cost_usd")},
+            "ttft_p50_ms": percentile(histograms.get("t", {}), 0.5),
+            "reply_time_p50_ms": percentile(histograms.get("r", {}), 0.5),
+            "reply_time_p95_ms": percentile(histograms.get("r", {}), 0.95)}
 
 
 async def summary(pool: asyncpg.Pool, tenant_id: uuid.UUID, rng: Range, chatbot_ids=None,
@@ -159,10 +162,13 @@ async def summary(pool: asyncpg.Pool, tenant_id: uuid.UUID, rng: Range, chatbot_
         current = await _scope_metrics(conn, tenant_id, rng, chatbot_ids)
         before = await _scope_metrics(conn, tenant_id, previous, chatbot_ids)
         series = await repo.rollup_totals(conn, tenant_id, *rng.bounds, chatbot_ids, grain=grain, group_by="bucket")
+        latency: dict = {}  # bucket -> metric -> histogram
+        for row in await repo.latency_by_bucket(conn, tenant_id, *rng.bounds, chatbot_ids, grain=grain):
+            latency.setdefault(row["bucket"], {}).setdefault(row["metric"], {})[row["idx"]] = int(row["n"])
     return {"from": rng.since.isoformat(), "to": rng.until.isoformat(),
             "previous_from": previous.since.isoformat(), "previous_to": previous.until.isoformat(),
             "current": current, "previous": before, "change": change(current, before),
-            "granularity": granularity, "series": [_series_point(r, grain) for r in series]}
+            "granularity": granularity, "series": [_series_point(r, latency.get(r["bucket"], {})) for r in series]}
 
 
 async def chatbots(pool: asyncpg.Pool, tenant_id: uuid.UUID, rng: Range, chatbot_ids=None) -> dict:

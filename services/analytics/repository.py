@@ -289,6 +289,14 @@ async def latency_histogram(conn, tenant_id, since, until, chatbot_ids=None, by_
     return await conn.fetch(sql, *_range_args(tenant_id, since, until, chatbot_ids))
 
 
+async def latency_by_bucket(conn, tenant_id, since, until, chatbot_ids=None, grain: str = "d") -> list:
+    """The latency histograms per hour or day bucket (for the series' response times)."""
+    sql = (f"SELECT bucket, metric, idx, sum(n)::bigint AS n FROM rollup_latency WHERE tenant_id = $1 "
+           f"AND grain = '{'h' if grain == 'h' else 'd'}' AND bucket >= $2 AND bucket < $3{_scope(chatbot_ids, 4)} "
+           f"GROUP BY bucket, metric, idx")
+    return await conn.fetch(sql, *_range_args(tenant_id, since, until, chatbot_ids))
+
+
 async def model_totals(conn, tenant_id, since, until, chatbot_ids=None) -> list:
     sums = ", ".join(f"sum({c})::{'float8' if c == 'cost_usd' else 'bigint'} AS {c}" for c in MODEL_COLUMNS)
     sql = (f"SELECT provider, model, {sums} FROM rollup_models WHERE tenant_id = $1 AND grain = 'd' "

@@ -145,6 +145,9 @@ class AnalyticsSeriesPoint(Out):
     prompt_tokens: int
     completion_tokens: int
     cost_usd: float
+    ttft_p50_ms: float | None = Field(None, description="Median time to first token in this bucket")
+    reply_time_p50_ms: float | None = None
+    reply_time_p95_ms: float | None = None
 
 
 class AnalyticsSummary(Out):

@@ -50,6 +50,8 @@ async def test_each_event_counts_once_even_when_redelivered(analytics):
     _, hourly = await analytics.get("summary", tenant_id=str(s.tenant_id), granularity="hour")
     assert [p["bucket"] for p in hourly["series"]] == [s.at.replace(minute=0, second=0, microsecond=0).isoformat()]
     assert hourly["series"][0]["replies"] == 3
+    # the series carries each bucket's response times too (the console charts them per day)
+    assert 38 <= hourly["series"][0]["ttft_p50_ms"] <= 53 and 380 <= hourly["series"][0]["reply_time_p95_ms"] <= 420
     status, body = await analytics.get("summary", tenant_id=str(s.tenant_id), granularity="hour",
                                        **{"from": "2026-01-01", "to": "2026-03-01"})
     assert status == 400 and body["error"]["code"] == "date_range_too_long"
