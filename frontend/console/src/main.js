@@ -118,7 +118,10 @@ function Routes({ session, route }) {
 }
 
 function App() {
-  const hash = useHash();
+  useHash(); // re-render on hashchange...
+  // ...but read the address itself: a redirect decided on a stale copy would overwrite a
+  // link the person (or a test) just opened, e.g. #/invite/<token> while the session loads
+  const hash = window.location.hash || "#/";
   const route = parse(hash);
   const [session, setSession] = useState(undefined); // undefined: still asking
   const [bootError, setBootError] = useState(null);
@@ -167,4 +170,6 @@ function App() {
   </${SessionContext.Provider}>`;
 }
 
-render(html`<${App} />`, document.getElementById("root"));
+const root = document.getElementById("root");
+root.textContent = ""; // the "Loading…" line is static HTML, not Preact's to diff
+render(html`<${App} />`, root);

@@ -95,6 +95,7 @@ function Viewer({ avatar, onViewer }) {
 
 function MapForm({ avatar, behaviours, viewer, editable, onSaved }) {
   const clipNames = avatar.clips.map((c) => c.name);
+  const locked = !editable || avatar.default; // the map is read-only; playing stays possible
   const [map, setMap] = useState({ ...(avatar.animation_map || {}) });
   const [error, setError] = useState(null);
   const [saved, setSaved] = useState("");
@@ -115,12 +116,12 @@ function MapForm({ avatar, behaviours, viewer, editable, onSaved }) {
   return html`<form class="card" onSubmit=${save} aria-labelledby="map-title">
     <h2 id="map-title">Behaviours → clips</h2>
     <p class="hint">Which clip the avatar plays for each behaviour the chatbot shows.</p>
-    <fieldset disabled=${!editable || avatar.default}>
+    <fieldset>
       <legend class="sr-only">Behaviour map</legend>
       ${avatar.default ? html`<${Notice}>The default avatar's map is fixed; upload your own model to change it.</${Notice}>` : null}
       <div class="map-grid">
       ${behaviours.map((b) => html`<div class="map-row">
-        <${Field} label=${b.behaviour} hint=${b.description} value=${map[b.behaviour] || ""}
+        <${Field} label=${b.behaviour} hint=${b.description} value=${map[b.behaviour] || ""} disabled=${locked}
           onInput=${(clip) => setMap({ ...map, [b.behaviour]: clip })}>
           <option value="">(none)</option>
           ${clipNames.map((c) => html`<option value=${c}>${c}</option>`)}
