@@ -313,7 +313,11 @@ async def test_a_cross_site_form_post_is_refused(api, stack, site, browser):  # 
     form = (f'<!doctype html><title>Win a bike</title><form id="f" method="post" action="{site}/api/v1/api-keys" '
             'enctype="text/plain"><input name=\'{"name":"stolen","scope":"full","x":"\' value=\'"}\'></form>'
             '<script>document.getElementById("f").submit()</script>')
-    evil.router.add_get("/", lambda request: web.Response(text=form, content_type="text/html"))
+
+    async def attacker_page(request: web.Request) -> web.Response:
+        return web.Response(text=form, content_type="text/html")
+
+    evil.router.add_get("/", attacker_page)
     server = TestServer(evil, host="127.0.0.1")
     await server.start_server()
     try:

@@ -110,7 +110,7 @@ function Snippet({ botId }) {
   const snippet = useLoad(() => get(`/api/v1/chatbots/${botId}/embed-snippet`), [botId]);
   return html`<section class="card" aria-labelledby="embed-title">
     <h2 id="embed-title">Embed on your site</h2>
-    <${Loaded} state=${snippet}>${(data) => html`<p class="hint">Paste this before the closing &lt;/body&gt; tag of your pages.</p>
+    <${Loaded} state=${snippet}>${(data) => html`<p class="hint">Paste this before the closing ${"</body>"} tag of your pages.</p>
       <${CopyBox} label="Embed snippet" text=${data.snippet} multiline />`}</${Loaded}>
   </section>`;
 }
