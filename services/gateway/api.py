@@ -21,14 +21,16 @@ from pydantic import BaseModel, ValidationError
 from common.web import MAX_JSON_BYTES, ApiError, read_json
 from services.gateway import auth as authn
 
-Auth = Literal["tenant", "admin", "visitor", "public"]
-Need = Literal["read", "write", "chat"]
+# tenant: an API key or a tenant user's session; admin: the admin key or an admin session;
+# session: any console session (the /auth/ routes a signed-in person uses)
+Auth = Literal["tenant", "admin", "session", "visitor", "public"]
+Need = Literal["read", "write", "chat", "manage"]
 
 ERRORS = {
     400: "The request is malformed (bad JSON, bad unicode).",
     408: "The body did not arrive in time.",
     401: "Missing, unknown, expired or revoked credentials.",
-    403: "The credentials may not do this (scope, origin, plan limit, quota).",
+    403: "The credentials may not do this (scope, role, CSRF check, origin, plan limit, quota).",
     404: "No such object, or not yours.",
     413: "The body is too large.",
     415: "Send application/json.",
@@ -42,6 +44,7 @@ ERRORS = {
 class Ctx:
     request: web.Request
     principal: authn.Principal | None = None
+    session: authn.Session | None = None  # auth="session" routes: the caller's console session
     body: Any = None
     query: Any = None
 
@@ -129,11 +132,11 @@ def _handler(operation: Operation) -> Callable[[web.Request], Awaitable[web.Stre
                     raise ApiError(404, "not_found", f"no such {name[:-3]}") from None
         if operation.auth == "tenant":
             ctx.principal = await authn.authenticate(request)
-            if not authn.scope_allows(ctx.principal.scope, operation.need):
-                raise ApiError(403, "insufficient_scope",
-                               f"a {ctx.principal.scope!r} key cannot {operation.need} here")
+            ctx.principal.require(operation.need)
         elif operation.auth == "admin":
-            authn.require_admin(request, request.app[authn.ADMIN_KEY])
+            await authn.require_admin(request)
+        elif operation.auth == "session":
+            ctx.session = await authn.current_session(request)
         limiter = request.app.get(RATE_LIMIT)
         if limiter is not None:
             await limiter(request, ctx.principal)

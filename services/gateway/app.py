@@ -15,8 +15,9 @@ from common.http import InternalClient, internal_session
 from common.logging import get_logger
 from common.settings import SERVICE_PORTS, service_url
 from common.web import BUS, HEALTH_CHECKS, POOL, SHUTDOWN_HOOKS, make_app, service_context
-from services.gateway import (analytics_routes, api, auth, avatar_routes, chat_api, feedback_routes, handlers,
-                              knowledge_routes, ratelimit, repository, service, views, visitor_routes, widget)
+from services.gateway import (analytics_routes, api, auth, avatar_routes, chat_api, console_routes, feedback_routes,
+                              handlers, knowledge_routes, ratelimit, repository, service, views, visitor_routes,
+                              widget)
 from services.gateway.openapi import openapi_document
 from services.gateway.reference import reference_page
 from services.gateway.clients import CONVERSATION, INTERNAL
@@ -56,6 +57,8 @@ async def _purge(app: web.Application) -> None:
         last_month = (service.month_start() - timedelta(days=1)).replace(day=1)
         await repository.purge_counted_messages(conn, last_month)
         await repository.purge_visitor_sessions(conn, settings.visitor_session_max_age_s + 86400)
+        await repository.purge_console_sessions(conn, settings.session_idle_s, settings.session_max_age_s)
+        await repository.purge_console_tokens(conn)
 
 
 async def _close_streams(app: web.Application) -> None:
@@ -99,7 +102,7 @@ def _limiter(settings: Settings):
     async def limit(request: web.Request, principal: auth.Principal | None) -> None:
         pool = request.app[POOL]
         if principal is not None:
-            await ratelimit.enforce(request, pool, principal.key_id, settings.key_limit)
+            await ratelimit.enforce(request, pool, principal.rate_key, settings.key_limit)
         else:
             await ratelimit.enforce(request, pool, await request.app[api.CLIENT_IP](request), settings.ip_limit)
     return limit
@@ -107,7 +110,7 @@ def _limiter(settings: Settings):
 
 # every route module, each adding its routes with register(app)
 ROUTE_MODULES = (views, widget, feedback_routes, chat_api, knowledge_routes, avatar_routes, analytics_routes,
-                 visitor_routes)
+                 visitor_routes, console_routes)
 
 
 def document(app: web.Application) -> dict:
@@ -128,6 +131,10 @@ def create_app(settings: Settings | None = None, *, pool: asyncpg.Pool | None = 
     app = make_app(settings, middlewares=[ratelimit.headers_middleware])
     app[views.SETTINGS_KEY] = settings
     app[auth.ADMIN_KEY] = settings.admin_api_key
+    app[auth.POLICY] = auth.SessionPolicy(
+        settings.session_idle_s, settings.session_max_age_s,
+        frozenset(auth.origin_of(o) for o in [settings.public_base_url, *settings.console_extra_origins.split(",")]
+                  if o.strip()))
     app[api.RATE_LIMIT] = _limiter(settings)
     app[api.CLIENT_IP] = _client_ip(settings)
     app[ratelimit.REFUSED] = {}

@@ -343,7 +343,7 @@ def _provider_path(ctx: Ctx) -> str:
 
 
 @op("PUT", "/api/v1/provider-keys/{provider}", summary="Store your own provider API key (encrypted)",
-    tag="Providers", body=ProviderKeyIn, response=ProviderKeyOut)
+    tag="Providers", need="manage", body=ProviderKeyIn, response=ProviderKeyOut)
 async def put_provider_key(ctx: Ctx) -> web.Response:
     """Your key is used instead of the platform's for your chatbots. It is stored encrypted and
     never returned: reads show only a hint like `sk-...9f3a`."""
@@ -360,7 +360,7 @@ async def get_provider_key(ctx: Ctx) -> web.Response:
 
 
 @op("DELETE", "/api/v1/provider-keys/{provider}", summary="Forget your key (the platform's is used again)",
-    tag="Providers", status=204)
+    tag="Providers", need="manage", status=204)
 async def delete_provider_key(ctx: Ctx) -> web.Response:
     client = ctx.request.app[INTERNAL]["ai"]
     async with client.session.delete(client.base_url + _provider_path(ctx)) as resp:

@@ -89,9 +89,21 @@ class PlanLimitsPatch(Strict):
     monthly_message_quota: int | None = Field(None, ge=0, le=1_000_000_000)
 
 
+# an address a person can receive mail at, checked by shape only (no mail is sent here): one @,
+# no spaces or control characters, a dotted domain
+Email = Annotated[str, Field(pattern=r"^[^@\s\x00-\x1f\x7f]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+                                     r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$",
+                             max_length=254, examples=["owner@shop.example"])]
+Password = Annotated[str, Field(min_length=10, max_length=200, pattern=NO_NUL,
+                                description="10 to 200 characters")]
+Role = Literal["owner", "editor", "viewer"]
+
+
 class TenantIn(Strict):
     name: str = Field(pattern=NO_NUL, min_length=1, max_length=200)
     limits: PlanLimits = PlanLimits()
+    owner_email: Email | None = Field(None, description=(
+        "Invite this person as the tenant's first owner: the answer carries the invite link."))
 
 
 class TenantPatch(Strict):
@@ -141,9 +153,121 @@ class ApiKeyOut(Out):
     key: str | None = Field(None, pattern=NO_NUL, description="The full key `ak_live_<id>_<secret>`; returned once, at creation.")
 
 
+class InviteLink(Out):
+    url: str
+    token: str
+    expires_at: datetime
+
+
 class TenantCreated(Out):
     tenant: TenantOut
     api_key: ApiKeyOut
+    owner_invite: InviteLink | None = Field(None, description="When `owner_email` was sent: the owner's invite.")
+
+
+# --- console users and sessions (docs/console.md) --------------------------------------------
+
+class LoginIn(Strict):
+    email: Email
+    password: str = Field(min_length=1, max_length=200)
+
+
+class AdminLoginIn(Strict):
+    admin_key: str = Field(min_length=1, max_length=200)
+
+
+class TenantRef(Out):
+    id: uuid.UUID
+    name: str
+    role: Role
+
+
+class UserRef(Out):
+    id: uuid.UUID
+    email: str
+
+
+class SessionInfo(Out):
+    user: UserRef | None = Field(description="null for the platform admin")
+    admin: bool
+    tenant: TenantRef | None = Field(description="The tenant this session works in")
+    tenants: list[TenantRef] = Field(description="Every tenant the user belongs to")
+    csrf_token: str = Field(description="Send it as X-CSRF-Token with every request that changes something")
+    expires_at: datetime
+    idle_expires_at: datetime
+
+
+class InviteInfo(Out):
+    email: str
+    tenant_name: str
+    role: Role
+    expires_at: datetime
+    existing_user: bool
+
+
+class AcceptInviteIn(Strict):
+    password: Password = Field(description="A new user's password; an existing user's own password")
+
+
+class ResetInfo(Out):
+    email: str
+
+
+class NewPasswordIn(Strict):
+    password: Password
+
+
+class SwitchTenantIn(Strict):
+    tenant_id: uuid.UUID
+
+
+class PasswordChangeIn(Strict):
+    current_password: str = Field(min_length=1, max_length=200)
+    new_password: Password
+
+
+class UserOut(Out):
+    id: uuid.UUID
+    email: str
+    role: Role
+    created_at: datetime = Field(description="When they joined this tenant")
+    last_login_at: datetime | None = None
+
+
+class UserList(Out):
+    data: list[UserOut]
+
+
+class RolePatch(Strict):
+    role: Role
+
+
+class InviteIn(Strict):
+    email: Email
+    role: Role
+
+
+class InviteOut(Out):
+    id: uuid.UUID
+    email: str
+    role: Role
+    expires_at: datetime
+    created_at: datetime
+
+
+class InviteCreated(InviteOut):
+    url: str
+    token: str
+
+
+class InviteList(Out):
+    data: list[InviteOut]
+
+
+class ResetLink(Out):
+    url: str
+    token: str
+    expires_at: datetime
 
 
 # --- chatbots --------------------------------------------------------------------------------

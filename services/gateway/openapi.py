@@ -29,8 +29,8 @@ def _param_schema(name: str) -> dict:
 def openapi_document(operations: list[Operation], public_url: str) -> dict:
     components: dict[str, dict] = {}
     paths: dict[str, dict] = {}
-    security_of = {"tenant": [{"apiKey": []}], "admin": [{"adminKey": []}], "visitor": [{"visitorToken": []}],
-                   "public": []}
+    security_of = {"tenant": [{"apiKey": []}, {"session": []}], "admin": [{"adminKey": []}, {"session": []}],
+                   "session": [{"session": []}], "visitor": [{"visitorToken": []}], "public": []}
     for operation in operations:
         item: dict[str, Any] = {
             "operationId": operation.handler.__name__,
@@ -86,7 +86,9 @@ def openapi_document(operations: list[Operation], public_url: str) -> dict:
     return {
         "openapi": "3.1.0",
         "info": {"title": "avatarchat API", "version": "1.0.0", "description": (
-            "Tenants manage chatbots, keys and knowledge with an API key (`Authorization: Bearer ak_live_...`). "
+            "Tenants manage chatbots, keys and knowledge with an API key (`Authorization: Bearer ak_live_...`), "
+            "or as a console user with the session cookie (`POST /api/v1/auth/login`; state-changing requests "
+            "then send `X-CSRF-Token`). "
             "The widget's endpoints take a visitor token. Errors are always "
             "`{\"error\": {\"code\", \"message\", \"details\"}}`; lists are cursor-paginated.")},
         "servers": [{"url": public_url.rstrip("/") or "/"}],
@@ -94,6 +96,9 @@ def openapi_document(operations: list[Operation], public_url: str) -> dict:
         "components": {"schemas": components, "securitySchemes": {
             "apiKey": {"type": "http", "scheme": "bearer", "description": "A tenant API key, ak_live_<id>_<secret>"},
             "adminKey": {"type": "http", "scheme": "bearer", "description": "The platform admin key"},
+            "session": {"type": "apiKey", "in": "cookie", "name": "__Host-avatarchat_session",
+                        "description": "A console session (from /api/v1/auth/login); every request that changes "
+                                       "something also sends its csrf_token as X-CSRF-Token"},
             "visitorToken": {"type": "http", "scheme": "bearer",
                              "description": "A visitor token from starting a conversation (also ?token= for SSE)"},
         }},

@@ -63,8 +63,10 @@ async def hit(pool: asyncpg.Pool, key: str, limit: Limit) -> Decision:
     return Decision(False, limit, 0, ahead, ahead - tau + t)
 
 
-async def enforce(request: web.Request, pool: asyncpg.Pool, key: str, limit: Limit) -> None:
-    """Admit the request or raise a 429; remember the tightest decision for the response headers."""
+async def enforce(request: web.Request, pool: asyncpg.Pool, key: str, limit: Limit, *,
+                  refusal: tuple[str, str] | None = None) -> None:
+    """Admit the request or raise a 429 (``refusal``: its code and message instead of the
+    generic ones); remember the tightest decision for the response headers."""
     refused = request.app.get(REFUSED)
     remembered = refused.get(f"{limit.name}:{key}") if refused is not None else None
     now = time.monotonic()
@@ -80,8 +82,14 @@ async def enforce(request: web.Request, pool: asyncpg.Pool, key: str, limit: Lim
     if previous is None or decision.remaining < previous.remaining or not decision.allowed:
         request[STATE] = decision
     if not decision.allowed:
-        raise ApiError(429, "rate_limited", f"too many requests ({limit.name}); retry later",
-                       {"limit": limit.limit, "period_seconds": limit.period_s}, headers=decision.headers())
+        code, message = refusal or ("rate_limited", f"too many requests ({limit.name}); retry later")
+        raise ApiError(429, code, message, {"limit": limit.limit, "period_seconds": limit.period_s},
+                       headers=decision.headers())
+
+
+async def give_back(pool: asyncpg.Pool, key: str, limit: Limit) -> None:
+    """Return the request ``enforce`` admitted to the key's budget."""
+    await repository.give_back(pool, f"{limit.name}:{key}", limit.interval)
 
 
 @web.middleware

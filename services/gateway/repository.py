@@ -194,9 +194,13 @@ async def messages_this_month(conn, tenant_id: uuid.UUID, month: date) -> int:
 # --- erasure ---------------------------------------------------------------------------------
 
 async def delete_tenant(conn, tenant_id: uuid.UUID) -> asyncpg.Record | None:
-    """The tenant and, by cascade, its keys, chatbots, usage, counted messages and visitor
-    sessions, and the message counters of its widget conversations. Rate-limit cells hold no
-    tenant id and expire on their own."""
+    """The tenant and, by cascade, its keys, chatbots, usage, counted messages, visitor
+    sessions, console memberships, sessions, invites and reset links, and the message counters
+    of its widget conversations; its console users who belong to no other tenant go too.
+    Rate-limit cells hold no tenant id and expire on their own."""
+    await conn.execute(
+        "DELETE FROM users u WHERE u.id IN (SELECT user_id FROM memberships WHERE tenant_id = $1) "
+        "AND NOT EXISTS (SELECT 1 FROM memberships m WHERE m.user_id = u.id AND m.tenant_id <> $1)", tenant_id)
     rows = await conn.fetch("SELECT conversation_id FROM visitor_sessions WHERE tenant_id = $1", tenant_id)
     await delete_message_seqs(conn, [r["conversation_id"] for r in rows])
     return await conn.fetchrow(f"DELETE FROM tenants WHERE id = $1 RETURNING {TENANT_COLUMNS}", tenant_id)
@@ -247,9 +251,181 @@ async def seconds_ahead(pool, cell: str) -> float:
                                cell) or 0.0
 
 
+async def give_back(pool, cell: str, interval_s: float) -> None:
+    """Undo one admitted request of a cell (a sign-in that succeeded was no failure)."""
+    await pool.execute("UPDATE rate_limits SET tat = tat - make_interval(secs => $2) WHERE key = $1",
+                       cell, interval_s)
+
+
 async def purge_rate_limits(pool) -> None:
     await pool.execute("DELETE FROM rate_limits WHERE tat < now()")
 
 
 async def forget_rate_limits(conn, key: str) -> None:
     await conn.execute("DELETE FROM rate_limits WHERE key LIKE '%:' || $1", key)
+
+
+# --- console users, sessions, invites and reset links (services/gateway/console_routes.py) ---
+
+USER_COLUMNS = "u.id, u.email, u.created_at, u.last_login_at"
+
+
+async def user_by_email(conn, email: str):
+    return await conn.fetchrow("SELECT * FROM users WHERE email = $1", email.lower())
+
+
+async def get_user(conn, user_id: uuid.UUID):
+    return await conn.fetchrow("SELECT * FROM users WHERE id = $1", user_id)
+
+
+async def create_user(conn, email: str, password_hash: str):
+    return await conn.fetchrow("INSERT INTO users (id, email, password_hash) VALUES ($1, $2, $3) RETURNING *",
+                               uuid.uuid4(), email.lower(), password_hash)
+
+
+async def set_password(conn, user_id: uuid.UUID, password_hash: str) -> None:
+    await conn.execute("UPDATE users SET password_hash = $2 WHERE id = $1", user_id, password_hash)
+
+
+async def user_logged_in(conn, user_id: uuid.UUID) -> None:
+    await conn.execute("UPDATE users SET last_login_at = now() WHERE id = $1", user_id)
+
+
+async def user_tenants(conn, user_id: uuid.UUID):
+    """Every tenant the user belongs to, the earliest joined first."""
+    return await conn.fetch(
+        "SELECT t.id, t.name, m.role FROM memberships m JOIN tenants t ON t.id = m.tenant_id "
+        "WHERE m.user_id = $1 ORDER BY m.created_at, t.id", user_id)
+
+
+async def add_membership(conn, user_id: uuid.UUID, tenant_id: uuid.UUID, role: str) -> None:
+    """A user already in the tenant keeps the role they have."""
+    await conn.execute("INSERT INTO memberships (user_id, tenant_id, role) VALUES ($1, $2, $3) "
+                       "ON CONFLICT (user_id, tenant_id) DO NOTHING", user_id, tenant_id, role)
+
+
+async def tenant_users(conn, tenant_id: uuid.UUID, user_id: uuid.UUID | None = None):
+    return await conn.fetch(
+        f"SELECT {USER_COLUMNS}, m.role, m.created_at AS joined_at FROM memberships m JOIN users u "
+        "ON u.id = m.user_id WHERE m.tenant_id = $1 AND ($2::uuid IS NULL OR u.id = $2) "
+        "ORDER BY m.created_at, u.id", tenant_id, user_id)
+
+
+async def count_owners(conn, tenant_id: uuid.UUID) -> int:
+    return await conn.fetchval("SELECT count(*) FROM memberships WHERE tenant_id = $1 AND role = 'owner'",
+                               tenant_id)
+
+
+async def set_role(conn, tenant_id: uuid.UUID, user_id: uuid.UUID, role: str) -> None:
+    await conn.execute("UPDATE memberships SET role = $3 WHERE tenant_id = $1 AND user_id = $2",
+                       tenant_id, user_id, role)
+
+
+async def remove_membership(conn, tenant_id: uuid.UUID, user_id: uuid.UUID) -> None:
+    await conn.execute("DELETE FROM memberships WHERE tenant_id = $1 AND user_id = $2", tenant_id, user_id)
+    await conn.execute("UPDATE console_sessions SET revoked_at = now() WHERE user_id = $1 AND tenant_id = $2 "
+                       "AND revoked_at IS NULL", user_id, tenant_id)
+
+
+async def other_memberships(conn, user_id: uuid.UUID, tenant_id: uuid.UUID) -> int:
+    return await conn.fetchval("SELECT count(*) FROM memberships WHERE user_id = $1 AND tenant_id <> $2",
+                               user_id, tenant_id)
+
+
+async def create_console_session(conn, token_hash: bytes, csrf_token: str, *, user_id: uuid.UUID | None,
+                                 tenant_id: uuid.UUID | None):
+    return await conn.fetchrow(
+        "INSERT INTO console_sessions (id, token_hash, user_id, is_admin, tenant_id, csrf_token) "
+        "VALUES ($1, $2, $3, $4, $5, $6) RETURNING *", uuid.uuid4(), token_hash, user_id, user_id is None,
+        tenant_id, csrf_token)
+
+
+async def get_console_session(conn, token_hash: bytes):
+    """The session with its user's email and role in its current tenant, and how long it has
+    been idle and alive (by the database's clock, like every other expiry here)."""
+    return await conn.fetchrow(
+        "SELECT s.*, u.email, m.role, extract(epoch FROM now() - s.last_seen_at)::float8 AS idle_s, "
+        "extract(epoch FROM now() - s.created_at)::float8 AS age_s FROM console_sessions s "
+        "LEFT JOIN users u ON u.id = s.user_id "
+        "LEFT JOIN memberships m ON m.user_id = s.user_id AND m.tenant_id = s.tenant_id "
+        "WHERE s.token_hash = $1", token_hash)
+
+
+async def touch_console_session(conn, session_id: uuid.UUID):
+    return await conn.fetchval("UPDATE console_sessions SET last_seen_at = now() WHERE id = $1 "
+                               "RETURNING last_seen_at", session_id)
+
+
+async def switch_session_tenant(conn, session_id: uuid.UUID, tenant_id: uuid.UUID) -> None:
+    await conn.execute("UPDATE console_sessions SET tenant_id = $2 WHERE id = $1", session_id, tenant_id)
+
+
+async def delete_console_session(conn, session_id: uuid.UUID) -> None:
+    await conn.execute("DELETE FROM console_sessions WHERE id = $1", session_id)
+
+
+async def revoke_user_sessions(conn, user_id: uuid.UUID, *, keep: uuid.UUID | None = None) -> None:
+    await conn.execute("UPDATE console_sessions SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL "
+                       "AND id IS DISTINCT FROM $2", user_id, keep)
+
+
+async def purge_console_sessions(conn, idle_s: float, max_age_s: float) -> None:
+    await conn.execute(
+        "DELETE FROM console_sessions WHERE revoked_at IS NOT NULL OR last_seen_at < now() - make_interval(secs => $1) "
+        "OR created_at < now() - make_interval(secs => $2)", idle_s, max_age_s)
+
+
+async def create_invite(conn, token_hash: bytes, tenant_id: uuid.UUID, email: str, role: str, ttl_s: float,
+                        created_by: uuid.UUID | None):
+    return await conn.fetchrow(
+        "INSERT INTO invites (id, token_hash, tenant_id, email, role, expires_at, created_by) "
+        "VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6), $7) RETURNING *",
+        uuid.uuid4(), token_hash, tenant_id, email.lower(), role, ttl_s, created_by)
+
+
+async def invite_by_token(conn, token_hash: bytes, *, lock: bool = False):
+    return await conn.fetchrow(
+        "SELECT i.*, t.name AS tenant_name, i.expires_at <= now() AS expired FROM invites i "
+        "JOIN tenants t ON t.id = i.tenant_id WHERE i.token_hash = $1" + (" FOR UPDATE OF i" if lock else ""),
+        token_hash)
+
+
+async def use_invite(conn, invite_id: uuid.UUID) -> None:
+    await conn.execute("UPDATE invites SET used_at = now() WHERE id = $1", invite_id)
+
+
+async def pending_invites(conn, tenant_id: uuid.UUID):
+    return await conn.fetch("SELECT * FROM invites WHERE tenant_id = $1 AND used_at IS NULL AND expires_at > now() "
+                            "ORDER BY created_at, id", tenant_id)
+
+
+async def delete_invite(conn, tenant_id: uuid.UUID, invite_id: uuid.UUID) -> bool:
+    return await conn.execute("DELETE FROM invites WHERE id = $1 AND tenant_id = $2",
+                              invite_id, tenant_id) != "DELETE 0"
+
+
+async def create_password_reset(conn, token_hash: bytes, user_id: uuid.UUID, tenant_id: uuid.UUID, ttl_s: float,
+                                created_by: uuid.UUID | None):
+    return await conn.fetchrow(
+        "INSERT INTO password_resets (id, token_hash, user_id, tenant_id, expires_at, created_by) "
+        "VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5), $6) RETURNING *",
+        uuid.uuid4(), token_hash, user_id, tenant_id, ttl_s, created_by)
+
+
+async def reset_by_token(conn, token_hash: bytes, *, lock: bool = False):
+    return await conn.fetchrow(
+        "SELECT r.*, u.email, r.expires_at <= now() AS expired FROM password_resets r "
+        "JOIN users u ON u.id = r.user_id WHERE r.token_hash = $1" + (" FOR UPDATE OF r" if lock else ""),
+        token_hash)
+
+
+async def use_password_reset(conn, reset_id: uuid.UUID) -> None:
+    await conn.execute("UPDATE password_resets SET used_at = now() WHERE id = $1", reset_id)
+
+
+async def purge_console_tokens(conn, older_than_days: int = 30) -> None:
+    """Invites and reset links long past their expiry (kept a while so a late click says
+    'expired' rather than 'unknown')."""
+    for table in ("invites", "password_resets"):
+        await conn.execute(f"DELETE FROM {table} WHERE expires_at < now() - make_interval(days => $1)",
+                           older_than_days)

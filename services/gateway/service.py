@@ -13,6 +13,7 @@ from common.bus import BusError
 from common.logging import get_logger
 from common.web import BUS, POOL, ApiError
 from services.gateway import repository
+from services.gateway.auth import new_token
 from services.gateway.clients import CONVERSATION
 
 log = get_logger(__name__)
@@ -96,3 +97,23 @@ async def cancel_reply(app: web.Application, tenant_id: uuid.UUID, reply_id: str
     await publish_confirmed(app, ev.ReplyCancelRequestedEvent(
         tenant_id=tenant_id, chatbot_id=uuid.UUID(reply["chatbot_id"]),
         conversation_id=uuid.UUID(reply["conversation_id"]), reply_id=uuid.UUID(reply_id)))
+
+
+# --- console invites and reset links (docs/console.md) -----------------------------------------
+
+INVITE_TTL_S = 7 * 86400
+RESET_TTL_S = 3600
+
+
+def console_link(public_base_url: str, kind: str, token: str) -> str:
+    """Where a person opens an invite or a reset link: the console's route, the token in the
+    fragment (never sent to a server, so it stays out of access logs)."""
+    return f"{public_base_url.rstrip('/')}/console/#/{kind}/{token}"
+
+
+async def create_invite(conn, public_base_url: str, tenant_id: uuid.UUID, email: str, role: str,
+                        created_by: uuid.UUID | None) -> tuple[object, str, str]:
+    """(the invite's row, its token, shown once, and its link)."""
+    token, token_hash = new_token()
+    row = await repository.create_invite(conn, token_hash, tenant_id, email, role, INVITE_TTL_S, created_by)
+    return row, token, console_link(public_base_url, "invite", token)

@@ -38,10 +38,30 @@ class Settings(settings_for("gateway")):
     # anyone else's header is ignored, so a client cannot pick its own rate-limit bucket.
     trust_forwarded_for: bool = Field(False, validation_alias="TRUST_FORWARDED_FOR")
     trusted_proxies: str = Field("127.0.0.1,::1", validation_alias="TRUSTED_PROXIES")
+    # console sessions (docs/console.md): a session ends after this long without a request, and
+    # this long after sign-in whatever happens
+    session_idle_s: int = Field(2 * 3600, ge=60, validation_alias="SESSION_IDLE_S")
+    session_max_age_s: int = Field(12 * 3600, ge=60, validation_alias="SESSION_MAX_AGE_S")
+    # origins besides PUBLIC_BASE_URL's that may send state-changing requests with a session
+    # cookie (comma-separated; e.g. a Vite dev server's), never a tenant's site
+    console_extra_origins: str = Field("", validation_alias="CONSOLE_EXTRA_ORIGINS")
+    # failed sign-in attempts, per client IP and per email (known or not), each a
+    # burst of this many, refilling over the window
+    login_failures_per_ip: int = Field(30, ge=1, validation_alias="LOGIN_FAILURES_PER_IP")
+    login_failures_per_email: int = Field(5, ge=1, validation_alias="LOGIN_FAILURES_PER_EMAIL")
+    login_window_s: int = Field(900, ge=1, validation_alias="LOGIN_WINDOW_S")
 
     @property
     def key_limit(self) -> Limit:
         return Limit("api_key", self.rate_limit_key_per_min, 60)
+
+    @property
+    def login_ip_limit(self) -> Limit:
+        return Limit("login_ip", self.login_failures_per_ip, self.login_window_s)
+
+    @property
+    def login_email_limit(self) -> Limit:
+        return Limit("login_email", self.login_failures_per_email, self.login_window_s)
 
     @property
     def visitor_limit(self) -> Limit:

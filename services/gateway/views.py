@@ -11,14 +11,14 @@ from common.db import enqueue
 from common.web import POOL, ApiError, json_response
 from common import pagination
 from services.gateway import auth, repository
-from services.gateway.service import month_start, snapshot
+from services.gateway.service import create_invite, month_start, snapshot
 from services.gateway.api import Ctx, Operations
 from services.gateway.clients import CONVERSATION, INTERNAL
 from services.gateway.models import (AdminTenantPatch, ApiKeyIn, ApiKeyOut, ApiKeyPage, ChatbotIn, ChatbotOut,
                                      ChatbotPage, ChatbotPatch, ConversationPage, ConversationQuery, EmbedSnippet,
-                                     PageQuery, PlanLimits, PlanUsage, TenantConversationQuery, TenantCreated,
-                                     TenantDeleteIn, TenantIn, TenantOut, TenantPage, TenantPatch, TenantWithUsage,
-                                     Transcript)
+                                     InviteLink, PageQuery, PlanLimits, PlanUsage, TenantConversationQuery,
+                                     TenantCreated, TenantDeleteIn, TenantIn, TenantOut, TenantPage, TenantPatch,
+                                     TenantWithUsage, Transcript)
 from services.gateway.settings import Settings
 
 
@@ -57,14 +57,20 @@ async def _usage(conn, tenant) -> PlanUsage:
 @op("POST", "/api/v1/admin/tenants", summary="Create a tenant and its first API key", tag="Admin", auth="admin",
     body=TenantIn, response=TenantCreated, status=201)
 async def create_tenant(ctx: Ctx) -> web.Response:
-    """Sign-up is done by a platform admin. The tenant's first key (scope `full`) is returned once."""
+    """Sign-up is done by a platform admin. The tenant's first key (scope `full`) is returned once;
+    with `owner_email`, so is the invite link of its first owner (docs/console.md)."""
     body: TenantIn = ctx.body
     key_id, full_key, secret_hash = auth.new_api_key()
+    owner_invite = None
     async with ctx.request.app[POOL].acquire() as conn, conn.transaction():
         tenant = await repository.create_tenant(conn, body.name, body.limits.model_dump())
         key = await repository.create_api_key(conn, key_id, tenant["id"], secret_hash, "full", "default")
-    return json_response(TenantCreated(tenant=tenant_out(tenant), api_key=ApiKeyOut(**dict(key), key=full_key)),
-                         status=201)
+        if body.owner_email is not None:
+            invite, token, url = await create_invite(conn, ctx.request.app[SETTINGS_KEY].public_base_url,
+                                                     tenant["id"], body.owner_email, "owner", None)
+            owner_invite = InviteLink(url=url, token=token, expires_at=invite["expires_at"])
+    return json_response(TenantCreated(tenant=tenant_out(tenant), api_key=ApiKeyOut(**dict(key), key=full_key),
+                                       owner_invite=owner_invite), status=201)
 
 
 @op("GET", "/api/v1/admin/tenants", summary="List tenants", tag="Admin", auth="admin", query=PageQuery,
@@ -123,7 +129,7 @@ async def admin_delete_tenant(ctx: Ctx) -> web.Response:
 
 # --- the tenant itself -----------------------------------------------------------------------
 
-@op("DELETE", "/api/v1/tenant", summary="Delete your tenant and all of its data", tag="Tenant",
+@op("DELETE", "/api/v1/tenant", summary="Delete your tenant and all of its data", tag="Tenant", need="manage",
     body=TenantDeleteIn, status=204, extra_responses={409: "`confirm` is not your tenant's id or name: nothing was deleted"})
 async def delete_own_tenant(ctx: Ctx) -> web.Response:
     """For good: your keys stop working at once, and every service erases your chatbots,
@@ -140,7 +146,8 @@ async def get_tenant(ctx: Ctx) -> web.Response:
         return json_response(TenantWithUsage(**tenant_out(tenant).model_dump(), usage=await _usage(conn, tenant)))
 
 
-@op("PATCH", "/api/v1/tenant", summary="Rename your tenant", tag="Tenant", body=TenantPatch, response=TenantOut)
+@op("PATCH", "/api/v1/tenant", summary="Rename your tenant", tag="Tenant", need="manage", body=TenantPatch,
+    response=TenantOut)
 async def update_tenant(ctx: Ctx) -> web.Response:
     """Plan limits are not yours to change: only the platform admin can."""
     async with ctx.request.app[POOL].acquire() as conn:
@@ -157,8 +164,8 @@ async def get_usage(ctx: Ctx) -> web.Response:
 
 # --- API keys --------------------------------------------------------------------------------
 
-@op("POST", "/api/v1/api-keys", summary="Create an API key", tag="API keys", body=ApiKeyIn, response=ApiKeyOut,
-    status=201)
+@op("POST", "/api/v1/api-keys", summary="Create an API key", tag="API keys", need="manage", body=ApiKeyIn,
+    response=ApiKeyOut, status=201)
 async def create_api_key(ctx: Ctx) -> web.Response:
     """The full key is in the response once; we keep only a hash. Scopes: `full`, `read` (GET only),
     `chat` (the chat endpoints only)."""
@@ -174,8 +181,8 @@ async def create_api_key(ctx: Ctx) -> web.Response:
     return json_response(ApiKeyOut(**dict(row), key=full_key), status=201)
 
 
-@op("GET", "/api/v1/api-keys", summary="List API keys (never their secrets)", tag="API keys", query=PageQuery,
-    response=ApiKeyPage)
+@op("GET", "/api/v1/api-keys", summary="List API keys (never their secrets)", tag="API keys", need="manage",
+    query=PageQuery, response=ApiKeyPage)
 async def list_api_keys(ctx: Ctx) -> web.Response:
     async with ctx.request.app[POOL].acquire() as conn:
         rows = await repository.list_api_keys(conn, ctx.principal.tenant_id,
@@ -184,7 +191,7 @@ async def list_api_keys(ctx: Ctx) -> web.Response:
 
 
 @op("DELETE", "/api/v1/api-keys/{key_id}", summary="Revoke an API key (effective at once)", tag="API keys",
-    response=ApiKeyOut)
+    need="manage", response=ApiKeyOut)
 async def revoke_api_key(ctx: Ctx) -> web.Response:
     async with ctx.request.app[POOL].acquire() as conn:
         row = await repository.revoke_api_key(conn, ctx.principal.tenant_id, ctx.request.match_info["key_id"])

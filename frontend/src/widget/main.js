@@ -534,6 +534,12 @@ window.addEventListener("message", (event) => {
   if (message.type === "avatarchat:visibility" && !message.open) stopVoice();
   if (message.type === "avatarchat:visibility" && avatar) avatar.setVisible(Boolean(message.open));
   if (message.type === "avatarchat:focus") ui.input.focus();
+  // The console's live preview frames this page on the platform's own origin and sends the
+  // fields being edited before they are saved. Only our own origin may do that: a tenant's
+  // site (another origin) can never restyle or rename the chat.
+  if (message.type === "avatarchat:preview" && event.origin === window.location.origin && config) {
+    applyPreview(message.config || {});
+  }
 });
 
 // --- start ------------------------------------------------------------------------------------
@@ -543,6 +549,43 @@ function applyTheme(placement) {
   root.setProperty("--primary", placement.primary_colour);
   root.setProperty("--background", placement.background_colour);
   root.setProperty("--text", placement.text_colour);
+}
+
+function renderSuggestions(questions) {
+  ui.suggestions.replaceChildren();
+  for (const question of questions || []) {
+    const chip = document.createElement("button");
+    chip.type = "button";
+    chip.textContent = question;
+    chip.addEventListener("click", () => send(question));
+    ui.suggestions.appendChild(chip);
+  }
+}
+
+function setLayout(layout) {
+  ui.app.dataset.layout = layout;
+  ui.stage.hidden = layout !== "stage";
+  if (layout === "stage") ui.stage.appendChild(ui.avatar); // out of the header, large above the messages
+  else if (ui.avatar.parentElement !== ui.name.closest("header")) ui.name.closest("header").prepend(ui.avatar);
+}
+
+/** Unsaved fields from the console's editor: what the chat would look like with them. */
+function applyPreview(preview) {
+  if (typeof preview.name === "string") ui.name.textContent = preview.name || config.name;
+  if (preview.placement) applyTheme({ ...config.placement, ...preview.placement });
+  if (typeof preview.welcome_message === "string" || typeof preview.greeting === "string") {
+    const text = preview.welcome_message || preview.greeting || "";
+    let greeting = ui.messages.querySelector(".message.greeting .text");
+    if (!greeting && text) {
+      const created = bubble("assistant", text);
+      created.el.classList.add("greeting");
+      ui.messages.prepend(created.el);
+      greeting = created.textEl;
+    }
+    if (greeting) greeting.textContent = text;
+  }
+  if (Array.isArray(preview.suggested_questions)) renderSuggestions(preview.suggested_questions);
+  if (preview.avatar_layout) setLayout(preview.avatar_layout);
 }
 
 async function loadTranscript() {
@@ -580,13 +623,7 @@ async function start() {
   applyTheme(config.placement);
   const greeting = params.get("greeting") || config.welcome_message || config.greeting;
   if (greeting) bubble("assistant", greeting).el.classList.add("greeting");
-  for (const question of config.suggested_questions || []) {
-    const chip = document.createElement("button");
-    chip.type = "button";
-    chip.textContent = question;
-    chip.addEventListener("click", () => send(question));
-    ui.suggestions.appendChild(chip);
-  }
+  renderSuggestions(config.suggested_questions);
   session = restore();
   if (session) {
     const ok = await loadTranscript().then(() => true).catch(() => false);
@@ -595,12 +632,8 @@ async function start() {
   }
   ui.voice.hidden = !config.voice;
   const layout = config.avatar_layout || "stage";
-  ui.app.dataset.layout = layout;
-  if (layout === "stage") {
-    ui.stage.hidden = false;
-    ui.stage.appendChild(ui.avatar); // out of the header, large above the messages
-  }
-  if (layout !== "hidden") {
+  setLayout(layout);
+  if (layout !== "hidden" || params.get("preview") === "1") { // a preview may switch the layout live
     createAvatar(ui.avatar, { modelUrl: config.avatar_model_url, animationMap: config.animation_map, reducedMotion })
       .then((created) => {
         avatar = created;

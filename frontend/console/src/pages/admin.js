@@ -1,0 +1,93 @@
+// The platform admin: tenants with their usage and plan limits (editable), and creating a
+// tenant together with its first owner's invitation.
+import { useState } from "preact/hooks";
+import { get, post, patch } from "../api.js";
+import { html, Page, Loaded, Empty, ErrorMessage, Notice, Field, CopyBox, useLoad, fmtDate } from "../ui.js";
+
+async function loadTenants() {
+  const page = await get("/api/v1/admin/tenants?limit=100");
+  // usage is per tenant: one call each (the list has limits, not usage)
+  const detailed = await Promise.all(page.data.map((t) => get(`/api/v1/admin/tenants/${t.id}`).catch(() => t)));
+  return { ...page, data: detailed };
+}
+
+function Limits({ tenant, onSaved }) {
+  const [limits, setLimits] = useState({
+    max_chatbots: String(tenant.limits.max_chatbots), max_documents: String(tenant.limits.max_documents),
+    monthly_message_quota: String(tenant.limits.monthly_message_quota),
+  });
+  const [error, setError] = useState(null);
+  const [done, setDone] = useState("");
+  const set = (key) => (value) => setLimits({ ...limits, [key]: value });
+  const save = async (event) => {
+    event.preventDefault();
+    setError(null);
+    setDone("");
+    const body = Object.fromEntries(Object.entries(limits).map(([k, v]) => [k, Number(v)]));
+    if (Object.values(body).some((v) => !Number.isInteger(v) || v < 0)) {
+      setError("Limits are whole numbers, 0 or more.");
+      return;
+    }
+    try {
+      await patch(`/api/v1/admin/tenants/${tenant.id}`, { limits: body });
+      setDone("Limits saved.");
+      onSaved();
+    } catch (err) {
+      setError(err);
+    }
+  };
+  return html`<form class="limits" onSubmit=${save} aria-label=${`Plan limits of ${tenant.name}`}>
+    <${Field} label="Chatbots" type="number" min="0" value=${limits.max_chatbots} onInput=${set("max_chatbots")} />
+    <${Field} label="Documents" type="number" min="0" value=${limits.max_documents} onInput=${set("max_documents")} />
+    <${Field} label="Messages per month" type="number" min="0" value=${limits.monthly_message_quota} onInput=${set("monthly_message_quota")} />
+    <button type="submit" class="small">Save limits</button>
+    <${ErrorMessage} error=${error} /><${Notice}>${done}</${Notice}>
+  </form>`;
+}
+
+function CreateTenant({ onCreated }) {
+  const [name, setName] = useState("");
+  const [email, setEmail] = useState("");
+  const [created, setCreated] = useState(null);
+  const [error, setError] = useState(null);
+  const submit = async (event) => {
+    event.preventDefault();
+    setError(null);
+    try {
+      const result = await post("/api/v1/admin/tenants", email ? { name, owner_email: email } : { name });
+      setCreated({ name, email, ...result });
+      setName("");
+      setEmail("");
+      onCreated();
+    } catch (err) {
+      setError(err);
+    }
+  };
+  return html`<form class="card" onSubmit=${submit} aria-labelledby="new-tenant-title">
+    <h2 id="new-tenant-title">Create a tenant</h2>
+    <${Field} label="Tenant name" value=${name} onInput=${setName} required maxlength="200" />
+    <${Field} label="Owner's email" type="email" value=${email} onInput=${setEmail} hint="They get an invitation link to set their password." />
+    <${ErrorMessage} error=${error} />
+    <button type="submit">Create tenant</button>
+    ${created ? html`<div class="secret" role="status">
+      <p><strong>${created.name}</strong> is created. No email is sent: copy these now, they are shown once.</p>
+      ${created.owner_invite ? html`<${CopyBox} label="Owner invitation link" text=${created.owner_invite.url} />` : null}
+      ${created.api_key && created.api_key.key ? html`<${CopyBox} label="First API key" text=${created.api_key.key} />` : null}
+    </div>` : null}
+  </form>`;
+}
+
+export function Admin() {
+  const tenants = useLoad(loadTenants, []);
+  return html`<${Page} title="Tenants">
+    <${CreateTenant} onCreated=${tenants.reload} />
+    <${Loaded} state=${tenants} what="Loading tenants…">${(data) => data.data.length === 0 ? html`<${Empty} title="No tenants yet">Create the first one above.</${Empty}>`
+      : html`<ul class="tenants">${data.data.map((t) => html`<li class="card">
+          <h2>${t.name}</h2>
+          <p class="hint">Created ${fmtDate(t.created_at)} · <code>${t.id}</code></p>
+          ${t.usage ? html`<p>This month: <strong>${t.usage.messages}</strong> of ${t.usage.monthly_message_quota} messages,
+            <strong>${t.usage.chatbots}</strong> of ${t.usage.max_chatbots} chatbots.</p>` : null}
+          <${Limits} tenant=${t} onSaved=${tenants.reload} key=${`${t.id}-${JSON.stringify(t.limits)}`} />
+        </li>`)}</ul>`}</${Loaded}>
+  </${Page}>`;
+}
