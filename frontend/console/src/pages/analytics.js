@@ -120,7 +120,8 @@ export function Analytics() {
           previous=${series(d.previous, deflection)} format=${(v) => fmtPercent(v)} summary=${`${fmtPercent(d.current.current.deflection_rate)} over the period, ${change(d.current.change.deflection_rate)}`} />
         <${CompareChart} id="chart-cost" title="Cost per day" current=${series(d.current, (p) => p.cost_usd)}
           previous=${series(d.previous, (p) => p.cost_usd)} format=${(v) => `$${Number(v).toFixed(3)}`} summary=${`${fmtMoney(d.current.current.cost_usd)} in total, ${change(d.current.change.cost_usd)}`} />
-        <${ResponseTimes} current=${d.current.current} previous=${d.previous.current} />
+        <${CompareChart} id="chart-times" title="Reply time per day (median)" current=${series(d.current, (p) => p.reply_time_p50_ms)}
+          previous=${series(d.previous, (p) => p.reply_time_p50_ms)} format=${(v) => `${Math.round(v)} ms`} summary=${responseSummary(d.current.current, d.previous.current)} />
       </div>
       <${Unanswered} data=${d.unanswered} />
       <${ThumbsDown} data=${d.feedback} />
@@ -128,39 +129,12 @@ export function Analytics() {
   </${Page}>`;
 }
 
-/** Response times: the series has no per-day timings, so the period's p50/p95 side by side. */
-function ResponseTimes({ current, previous }) {
-  const canvas = useRef(null);
-  const values = [current.ttft_p50_ms, current.ttft_p95_ms, current.reply_time_p50_ms, current.reply_time_p95_ms];
-  const before = [previous.ttft_p50_ms, previous.ttft_p95_ms, previous.reply_time_p50_ms, previous.reply_time_p95_ms];
-  useEffect(() => {
-    let chart = null;
-    let cancelled = false;
-    chartJs().then((Chart) => {
-      if (cancelled || !canvas.current) return;
-      chart = new Chart(canvas.current, {
-        type: "bar",
-        data: {
-          labels: ["First token p50", "First token p95", "Whole reply p50", "Whole reply p95"],
-          datasets: [
-            { label: "This period", data: values, backgroundColor: "#4338ca" },
-            { label: "Previous period", data: before, backgroundColor: "#9ca3af" },
-          ],
-        },
-        options: { responsive: true, maintainAspectRatio: false, animation: false, scales: { y: { beginAtZero: true, title: { display: true, text: "ms" } } } },
-      });
-    });
-    return () => {
-      cancelled = true;
-      if (chart) chart.destroy();
-    };
-  }, [JSON.stringify(values), JSON.stringify(before)]);
-  const text = current.reply_time_p95_ms === null ? "no replies in this period"
-    : `whole reply p95 ${Math.round(current.reply_time_p95_ms)} ms${previous.reply_time_p95_ms ? `, previously ${Math.round(previous.reply_time_p95_ms)} ms` : ""}`;
-  return html`<figure class="card chart" aria-labelledby="chart-times-title">
-    <figcaption id="chart-times-title"><h2>Response times</h2><p class="change">${text}</p></figcaption>
-    <div class="chart-box"><canvas ref=${canvas} role="img" aria-label=${`Response times: ${text}`}></canvas></div>
-  </figure>`;
+/** The period's response times in words, beside the per-day chart. */
+function responseSummary(current, previous) {
+  if (current.reply_time_p50_ms === null) return "no replies in this period";
+  const ms = (v) => `${Math.round(v)} ms`;
+  return `median ${ms(current.reply_time_p50_ms)}, p95 ${ms(current.reply_time_p95_ms)}, first token p50 ${ms(current.ttft_p50_ms)}`
+    + (previous.reply_time_p50_ms ? `; previously median ${ms(previous.reply_time_p50_ms)}` : "");
 }
 
 function Unanswered({ data }) {
