@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
 from pathlib import Path
 
 import aiohttp
@@ -33,6 +34,7 @@ async def seed(gateway: str, admin_key: str, state_file: Path) -> dict:
                                 headers={"Authorization": f"Bearer {demo['api_key']}"}) as resp:
                 if resp.status == 200:
                     await add_knowledge(http, gateway, demo)
+                    await add_owner(http, gateway, demo, state_file)
                     await add_conversations(http, gateway, demo, state_file)
                     return demo
         async with http.post(f"{gateway}/api/v1/admin/tenants", json={"name": "Northwind Bikes (demo)"},
@@ -48,6 +50,7 @@ async def seed(gateway: str, admin_key: str, state_file: Path) -> dict:
                 "embed_id": chatbot["embed_id"]}
         await add_knowledge(http, gateway, demo)
         save(state_file, demo)
+        await add_owner(http, gateway, demo, state_file)
         await add_conversations(http, gateway, demo, state_file)
     return demo
 
@@ -74,6 +77,27 @@ async def add_knowledge(http: aiohttp.ClientSession, gateway: str, demo: dict, w
             print(f"[seed] demo knowledge {status}")
             return
         await asyncio.sleep(0.25)
+
+
+DEMO_OWNER = "owner@northwind.example"
+
+
+async def add_owner(http: aiohttp.ClientSession, gateway: str, demo: dict, state_file: Path) -> None:
+    """The demo tenant's owner, who signs in to the console (docs/console.md): invited with the
+    tenant's key and signed up with a random password, kept in the state file (mode 600)."""
+    if demo.get("owner_password"):
+        return
+    async with http.post(f"{gateway}/api/v1/invites", json={"email": DEMO_OWNER, "role": "owner"},
+                         headers={"Authorization": f"Bearer {demo['api_key']}"}) as resp:
+        resp.raise_for_status()
+        invite = await resp.json()
+    password = secrets.token_urlsafe(12)
+    async with http.post(f"{gateway}/api/v1/auth/invites/{invite['token']}/accept", json={"password": password}) as resp:
+        if resp.status != 200:  # an owner from an earlier run whose state file is gone
+            print(f"[seed] the demo owner could not sign up ({resp.status}); invite link: {invite['url']}")
+            return
+    demo.update(owner_email=DEMO_OWNER, owner_password=password)
+    save(state_file, demo)
 
 
 # A first day's worth of visitors, so the console's conversations and analytics have something

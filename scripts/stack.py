@@ -71,6 +71,9 @@ avatarchat is running.
 
   >>> Open the demo page: {site}/  (a pretend shop; the chat is in the corner) <<<
 
+  >>> The console: {site}/console/   sign in as {demo.get('owner_email', '(no demo owner)')} / {demo.get('owner_password', '-')} <<<
+      (the platform admin: {site}/console/#/admin with ADMIN_API_KEY from .data/run.env)
+
 API reference: {site}/api/v1/docs      Gateway: {url}   (logs: var/log/, stop: make stop)
 
 Demo tenant API key: {demo['api_key']}
