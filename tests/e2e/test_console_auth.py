@@ -16,6 +16,8 @@ from services.gateway.auth import COOKIE
 pytestmark = pytest.mark.e2e
 PASSWORD = "a long enough password"
 _ADDRESSES = itertools.count(1)
+# the test databases outlive a run: each run's people have addresses of their own
+RUN = secrets.token_hex(4)
 
 
 def client_ip() -> dict:
@@ -43,20 +45,21 @@ async def gateway_db(sql: str, *args) -> None:
 async def test_an_owner_invites_an_editor_and_a_viewer_and_each_role_does_what_it_may(api, stack):
     tenant, owner = await api.owner_session(stack.admin_key, "Roles Ltd")
     assert owner.info["tenant"] == {"id": tenant["tenant"]["id"], "name": "Roles Ltd", "role": "owner"}
-    editor_invite = await invite(api, owner, "Editor@Roles.example", "editor")
+    editor_invite = await invite(api, owner, f"Editor@{RUN}.Roles.example", "editor")
     assert editor_invite["url"].endswith(f"/console/#/invite/{editor_invite['token']}")
     status, offer = await api.call("GET", f"/api/v1/auth/invites/{editor_invite['token']}")
-    assert status == 200 and offer == {"email": "editor@roles.example", "tenant_name": "Roles Ltd", "role": "editor",
-                                       "expires_at": editor_invite["expires_at"], "existing_user": False}
+    assert status == 200 and offer == {"email": f"editor@{RUN}.roles.example", "tenant_name": "Roles Ltd",
+                                       "role": "editor", "expires_at": editor_invite["expires_at"],
+                                       "existing_user": False}
     await api.sign_in(f"/api/v1/auth/invites/{editor_invite['token']}/accept", {"password": PASSWORD})
-    viewer_invite = await invite(api, owner, "viewer@roles.example", "viewer")
+    viewer_invite = await invite(api, owner, f"viewer@{RUN}.roles.example", "viewer")
     await api.sign_in(f"/api/v1/auth/invites/{viewer_invite['token']}/accept", {"password": PASSWORD})
     status, pending = await api.call("GET", "/api/v1/invites", headers=owner.headers)
     assert status == 200 and pending["data"] == []  # both were used
 
-    editor = await api.sign_in("/api/v1/auth/login", {"email": "editor@roles.example", "password": PASSWORD},
+    editor = await api.sign_in("/api/v1/auth/login", {"email": f"editor@{RUN}.roles.example", "password": PASSWORD},
                                headers=client_ip())
-    viewer = await api.sign_in("/api/v1/auth/login", {"email": "viewer@roles.example", "password": PASSWORD},
+    viewer = await api.sign_in("/api/v1/auth/login", {"email": f"viewer@{RUN}.roles.example", "password": PASSWORD},
                                headers=client_ip())
     assert editor.info["tenant"]["role"] == "editor" and viewer.info["tenant"]["role"] == "viewer"
 
@@ -81,8 +84,8 @@ async def test_an_owner_invites_an_editor_and_a_viewer_and_each_role_does_what_i
         assert status == 403 and refused["error"]["code"] == "insufficient_role", (method, path, refused)
     status, users = await api.call("GET", "/api/v1/users", headers=owner.headers)
     assert sorted((u["email"], u["role"]) for u in users["data"]) == [
-        ("editor@roles.example", "editor"), (owner.info["user"]["email"], "owner"),
-        ("viewer@roles.example", "viewer")]
+        (f"editor@{RUN}.roles.example", "editor"), (owner.info["user"]["email"], "owner"),
+        (f"viewer@{RUN}.roles.example", "viewer")]
     # the tenant's own full API key still does everything
     assert (await api.call("GET", "/api/v1/users", key=tenant["api_key"]["key"]))[0] == 200
 
@@ -165,11 +168,11 @@ async def test_wrong_password_and_unknown_email_get_the_same_answer_until_the_sa
 
 async def test_used_or_expired_invites_and_reset_links_are_gone(api, stack):
     _, owner = await api.owner_session(stack.admin_key, "Links Ltd")
-    used = await invite(api, owner, "used@links.example", "viewer")
+    used = await invite(api, owner, f"used@{RUN}.links.example", "viewer")
     member = await api.sign_in(f"/api/v1/auth/invites/{used['token']}/accept", {"password": PASSWORD})
     status, body = await api.call("POST", f"/api/v1/auth/invites/{used['token']}/accept", json={"password": PASSWORD})
     assert status == 410 and body["error"]["code"] == "invite_used"
-    expired = await invite(api, owner, "late@links.example", "viewer")
+    expired = await invite(api, owner, f"late@{RUN}.links.example", "viewer")
     await gateway_db("UPDATE invites SET expires_at = now() - interval '1 second' WHERE id = $1",
                      uuid.UUID(expired["id"]))
     status, body = await api.call("GET", f"/api/v1/auth/invites/{expired['token']}")
@@ -190,7 +193,7 @@ async def test_used_or_expired_invites_and_reset_links_are_gone(api, stack):
     await gateway_db("UPDATE password_resets SET expires_at = now() - interval '1 second' WHERE used_at IS NULL")
     status, body = await api.call("POST", f"/api/v1/auth/resets/{link['token']}", json={"password": "yet another one"})
     assert status == 410 and body["error"]["code"] == "reset_expired"
-    await api.sign_in("/api/v1/auth/login", {"email": "used@links.example", "password": "my new password"},
+    await api.sign_in("/api/v1/auth/login", {"email": f"used@{RUN}.links.example", "password": "my new password"},
                       headers=client_ip())
 
 
