@@ -191,8 +191,7 @@ async def _live(conn, kind: str, token: str, *, lock: bool = False):
     """The invite or reset link a token names: 404 unknown, 410 used or expired."""
     if len(token) > 200:
         raise ApiError(404, "not_found", f"no such {kind} link")
-    lookup = repository.invite_by_token if kind == "invite" else repository.reset_by_token
-    row = await lookup(conn, auth.hash_secret(token), lock=lock)
+    row = await repository.link_by_token(conn, kind, auth.hash_secret(token), lock=lock)
     if row is None:
         raise ApiError(404, "not_found", f"no such {kind} link")
     if row["used_at"] is not None:
@@ -242,7 +241,7 @@ async def accept_invite(ctx: Ctx) -> web.Response:
                 raise ApiError(409, "conflict", "this person signed up a moment ago; open the link again")
             user = await repository.create_user(conn, invite["email"], password_hash)
         await repository.add_membership(conn, user["id"], invite["tenant_id"], invite["role"])
-        await repository.use_invite(conn, invite["id"])
+        await repository.use_link(conn, "invite", invite["id"])
         return await _start_session(ctx, conn, user=user, tenant_id=invite["tenant_id"])
 
 
@@ -264,7 +263,7 @@ async def use_reset(ctx: Ctx) -> web.Response:
     async with ctx.request.app[POOL].acquire() as conn, conn.transaction():
         reset = await _live(conn, "reset", token, lock=True)
         await repository.set_password(conn, reset["user_id"], password_hash)
-        await repository.use_password_reset(conn, reset["id"])
+        await repository.use_link(conn, "reset", reset["id"])
         await repository.revoke_user_sessions(conn, reset["user_id"])
         await ratelimit.forget(conn, _email_key(reset["email"]))
     ctx.request.app[ratelimit.REFUSED].pop(f"login_email:{_email_key(reset['email'])}", None)

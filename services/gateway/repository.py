@@ -383,15 +383,21 @@ async def create_invite(conn, token_hash: bytes, tenant_id: uuid.UUID, email: st
         uuid.uuid4(), token_hash, tenant_id, email.lower(), role, ttl_s, created_by)
 
 
-async def invite_by_token(conn, token_hash: bytes, *, lock: bool = False):
+# an invite with its tenant's name, a reset link with its user's email
+_LINKS = {"invite": ("invites", "t.name AS tenant_name", "JOIN tenants t ON t.id = l.tenant_id"),
+          "reset": ("password_resets", "u.email", "JOIN users u ON u.id = l.user_id")}
+
+
+async def link_by_token(conn, kind: str, token_hash: bytes, *, lock: bool = False):
+    """An invite or a reset link (``kind``) by its token's hash, with whether it has expired."""
+    table, extra, join = _LINKS[kind]
     return await conn.fetchrow(
-        "SELECT i.*, t.name AS tenant_name, i.expires_at <= now() AS expired FROM invites i "
-        "JOIN tenants t ON t.id = i.tenant_id WHERE i.token_hash = $1" + (" FOR UPDATE OF i" if lock else ""),
-        token_hash)
+        f"SELECT l.*, {extra}, l.expires_at <= now() AS expired FROM {table} l {join} WHERE l.token_hash = $1"
+        + (" FOR UPDATE OF l" if lock else ""), token_hash)
 
 
-async def use_invite(conn, invite_id: uuid.UUID) -> None:
-    await conn.execute("UPDATE invites SET used_at = now() WHERE id = $1", invite_id)
+async def use_link(conn, kind: str, link_id: uuid.UUID) -> None:
+    await conn.execute(f"UPDATE {_LINKS[kind][0]} SET used_at = now() WHERE id = $1", link_id)
 
 
 async def pending_invites(conn, tenant_id: uuid.UUID):
@@ -410,17 +416,6 @@ async def create_password_reset(conn, token_hash: bytes, user_id: uuid.UUID, ten
         "INSERT INTO password_resets (id, token_hash, user_id, tenant_id, expires_at, created_by) "
         "VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5), $6) RETURNING *",
         uuid.uuid4(), token_hash, user_id, tenant_id, ttl_s, created_by)
-
-
-async def reset_by_token(conn, token_hash: bytes, *, lock: bool = False):
-    return await conn.fetchrow(
-        "SELECT r.*, u.email, r.expires_at <= now() AS expired FROM password_resets r "
-        "JOIN users u ON u.id = r.user_id WHERE r.token_hash = $1" + (" FOR UPDATE OF r" if lock else ""),
-        token_hash)
-
-
-async def use_password_reset(conn, reset_id: uuid.UUID) -> None:
-    await conn.execute("UPDATE password_resets SET used_at = now() WHERE id = $1", reset_id)
 
 
 async def purge_console_tokens(conn, older_than_days: int = 30) -> None:

@@ -18,6 +18,7 @@ import aiohttp
 import pytest
 
 from scripts import frontend
+from services.gateway.auth import COOKIE
 from scripts.start_app import supervisor_env
 from tests.support.infra import ROOT, require_env
 from tests.support.sse import SseEvent, SseParser  # noqa: F401 - SseEvent is part of this module's API
@@ -134,6 +135,22 @@ class SseStream:
                 return seen
 
 
+@dataclass
+class ConsoleSession:
+    """A signed-in console user (or the admin), as a browser holds it: the cookie, and the
+    SessionInfo whose csrf_token goes with every state-changing request."""
+    token: str
+    info: dict
+
+    @property
+    def headers(self) -> dict:
+        return {"Cookie": f"{COOKIE}={self.token}", "X-CSRF-Token": self.info["csrf_token"]}
+
+    @property
+    def cookie_only(self) -> dict:
+        return {"Cookie": f"{COOKIE}={self.token}"}
+
+
 class Api:
     def __init__(self, http: aiohttp.ClientSession, base: str):
         self.http = http
@@ -154,10 +171,27 @@ class Api:
             body = await resp.json(content_type=None) if resp.content_length != 0 else None
             return resp.status, body, dict(resp.headers)
 
-    async def tenant(self, admin_key: str, name: str = "Acme") -> dict:
-        status, body = await self.call("POST", "/api/v1/admin/tenants", key=admin_key, json={"name": name})
+    async def tenant(self, admin_key: str, name: str = "Acme", **fields) -> dict:
+        status, body = await self.call("POST", "/api/v1/admin/tenants", key=admin_key, json={"name": name, **fields})
         assert status == 201, body
         return body
+
+    async def sign_in(self, path: str, body: dict, *, headers: dict | None = None,
+                      base: str | None = None) -> ConsoleSession:
+        """A console sign-in (login, admin-login, an invite's accept) that must succeed."""
+        async with self.http.post((base or self.base) + path, json=body, headers=headers or {}) as resp:
+            info = await resp.json()
+            assert resp.status == 200, info
+            return ConsoleSession(resp.cookies[COOKIE].value, info)
+
+    async def owner_session(self, admin_key: str, name: str = "Acme", *,
+                            password: str = "owner password 1") -> tuple[dict, ConsoleSession]:
+        """A tenant created with its first owner, who accepted the invite and is signed in."""
+        email = f"owner-{secrets.token_hex(4)}@{name.lower().replace(' ', '-').replace(chr(39), '')}.example"
+        tenant = await self.tenant(admin_key, name, owner_email=email)
+        session = await self.sign_in(f"/api/v1/auth/invites/{tenant['owner_invite']['token']}/accept",
+                                     {"password": password})
+        return tenant, session
 
     async def chatbot(self, key: str, **fields) -> dict:
         payload = {"name": "Helper", "persona": {
