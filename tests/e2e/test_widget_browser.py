@@ -4,6 +4,7 @@ from __future__ import annotations
 
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestServer
 from playwright.async_api import async_playwright, expect
 
@@ -161,13 +162,38 @@ async def test_unknown_embed_id_or_wrong_origin_says_so_quietly(api, stack, site
 
     tenant = await api.tenant(stack.admin_key)
     locked = await api.chatbot(tenant["api_key"]["key"], allowed_origins=["https://shop.example"])
-    page = await demo_page(browser, site, locked["embed_id"], page_name="test-locked.html")
-    await widget(page).locator("button.launcher").click()
-    await expect(widget(page).locator(".notice")).to_contain_text("isn't available")
-    assert page.errors == []
+    # a website the chatbot does not list: another origin pasting our script tag
+    foreign = web.Application()
+    shop_page = (f'<!doctype html><html lang="en"><title>Another shop</title><h1>Another shop</h1>'
+                 f'<script src="{site}/embed.js" data-embed-id="{locked["embed_id"]}" defer></script></html>')
+
+    async def serve(request: web.Request) -> web.Response:
+        return web.Response(text=shop_page, content_type="text/html")
+
+    foreign.router.add_get("/", serve)
+    server = TestServer(foreign, host="127.0.0.1")
+    await server.start_server()
+    try:
+        ctx = await browser.new_context()
+        page = await ctx.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        await page.goto(str(server.make_url("/")))
+        await widget(page).locator("button.launcher").click()
+        await expect(widget(page).locator(".notice")).to_contain_text("isn't available")
+        await expect(page.locator("h1")).to_have_text("Another shop")
+        assert errors == []
+        await ctx.close()
+    finally:
+        await server.close()
     # and the chat frame itself refuses to be framed by a site the chatbot doesn't allow
-    resp = await page.request.get(f"{site}/widget/?embed_id={locked['embed_id']}")
+    resp = await (await browser.new_context()).request.get(f"{site}/widget/?embed_id={locked['embed_id']}")
     assert "frame-ancestors 'self' https://shop.example" in resp.headers["content-security-policy"]
+    # our own pages (the demo page, the console's preview) may show it: the frame's calls are
+    # same-origin, and its embedding is the frame-ancestors policy's job
+    page = await demo_page(browser, site, locked["embed_id"], page_name="test-locked.html")
+    await open_chat(page)
+    assert page.errors == []
 
 
 @pytest.fixture
