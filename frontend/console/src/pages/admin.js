@@ -2,7 +2,7 @@
 // tenant together with its first owner's invitation.
 import { useState } from "preact/hooks";
 import { get, post, patch } from "../api.js";
-import { html, Page, Loaded, Empty, ErrorMessage, Notice, Field, CopyBox, useLoad, fmtDate } from "../ui.js";
+import { html, Page, Loaded, Empty, ErrorMessage, Notice, Field, CopyBox, useAction, refuse, useLoad, fmtDate } from "../ui.js";
 
 async function loadTenants() {
   const page = await get("/api/v1/admin/tenants?limit=100");
@@ -16,26 +16,15 @@ function Limits({ tenant, onSaved }) {
     max_chatbots: String(tenant.limits.max_chatbots), max_documents: String(tenant.limits.max_documents),
     monthly_message_quota: String(tenant.limits.monthly_message_quota),
   });
-  const [error, setError] = useState(null);
-  const [done, setDone] = useState("");
+  const { run, error, done } = useAction();
   const set = (key) => (value) => setLimits({ ...limits, [key]: value });
-  const save = async (event) => {
-    event.preventDefault();
-    setError(null);
-    setDone("");
+  const save = run(async () => {
     const body = Object.fromEntries(Object.entries(limits).map(([k, v]) => [k, Number(v)]));
-    if (Object.values(body).some((v) => !Number.isInteger(v) || v < 0)) {
-      setError("Limits are whole numbers, 0 or more.");
-      return;
-    }
-    try {
-      await patch(`/api/v1/admin/tenants/${tenant.id}`, { limits: body });
-      setDone("Limits saved.");
-      onSaved();
-    } catch (err) {
-      setError(err);
-    }
-  };
+    if (Object.values(body).some((v) => !Number.isInteger(v) || v < 0)) refuse("Limits are whole numbers, 0 or more.");
+    await patch(`/api/v1/admin/tenants/${tenant.id}`, { limits: body });
+    onSaved();
+    return "Limits saved.";
+  });
   return html`<form class="limits" onSubmit=${save} aria-label=${`Plan limits of ${tenant.name}`}>
     <${Field} label="Chatbots" type="number" min="0" value=${limits.max_chatbots} onInput=${set("max_chatbots")} />
     <${Field} label="Documents" type="number" min="0" value=${limits.max_documents} onInput=${set("max_documents")} />
@@ -49,20 +38,14 @@ function CreateTenant({ onCreated }) {
   const [name, setName] = useState("");
   const [email, setEmail] = useState("");
   const [created, setCreated] = useState(null);
-  const [error, setError] = useState(null);
-  const submit = async (event) => {
-    event.preventDefault();
-    setError(null);
-    try {
-      const result = await post("/api/v1/admin/tenants", email ? { name, owner_email: email } : { name });
-      setCreated({ name, email, ...result });
-      setName("");
-      setEmail("");
-      onCreated();
-    } catch (err) {
-      setError(err);
-    }
-  };
+  const { run, error } = useAction();
+  const submit = run(async () => {
+    const result = await post("/api/v1/admin/tenants", email ? { name, owner_email: email } : { name });
+    setCreated({ name, email, ...result });
+    setName("");
+    setEmail("");
+    onCreated();
+  });
   return html`<form class="card" onSubmit=${submit} aria-labelledby="new-tenant-title">
     <h2 id="new-tenant-title">Create a tenant</h2>
     <${Field} label="Tenant name" value=${name} onInput=${setName} required maxlength="200" />
