@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from common import events as ev
 from common.web import POOL, ApiError, json_response
-from services.gateway import repository, service
+from services.gateway import clients, repository, service
 from services.gateway.api import Ctx, Operations
 from services.gateway.clients import CONVERSATION, INTERNAL
 from services.gateway.models import NO_NUL, Out, Query, ReplyCancelled, Strict
@@ -214,7 +214,7 @@ async def _answer(ctx: Ctx, body: ChatCompletionIn, chatbot, question: str,
     conversation_id = uuid.UUID(created["conversation_id"])
     queue = await app[HUB].open(conversation_id)  # listen before asking
     try:
-        await service.accept_message(app, chatbot, conversation_id, uuid.UUID(created["visitor_id"]), question,
+        await service.accept_message(clients.deps(app), chatbot, conversation_id, uuid.UUID(created["visitor_id"]), question,
                              uuid.uuid4().hex, history=history, channel="api")
         if body.stream:
             return await _stream(ctx, queue, body, str(chatbot["id"]))
@@ -316,7 +316,7 @@ async def cancel_reply(ctx: Ctx) -> web.Response:
     """The visitor sees an `error` event with code `cancelled`; what was streamed is kept."""
     reply_id = ctx.request.match_info["reply_id"]
     # only the tenant's own replies: 404 for anyone else's, as for anything else of theirs
-    await service.cancel_reply(ctx.request.app, ctx.principal.tenant_id, reply_id)
+    await service.cancel_reply(clients.deps(ctx.request.app), ctx.principal.tenant_id, reply_id)
     return json_response(ReplyCancelled(reply_id=reply_id), status=202)
 
 

@@ -15,7 +15,7 @@ from pydantic import Field
 
 from common import events as ev
 from common.web import json_response
-from services.gateway import service
+from services.gateway import clients, service
 from services.gateway.api import Ctx, Operations
 from services.gateway.models import Out, Strict
 from services.gateway.widget import BASE, cors, visitor_reply
@@ -48,7 +48,7 @@ async def give_feedback(ctx: Ctx) -> web.Response:
     request = ctx.request
     chatbot, visitor, origin, reply_id = await visitor_reply(ctx)
     body: FeedbackIn = ctx.body
-    await service.publish_confirmed(request.app, ev.FeedbackGivenEvent(
+    await service.publish_confirmed(clients.deps(request.app), ev.FeedbackGivenEvent(
         tenant_id=visitor.tenant_id, chatbot_id=chatbot["id"], conversation_id=visitor.conversation_id,
         reply_id=uuid.UUID(reply_id), rating=body.rating, comment=body.comment))
     return cors(json_response(FeedbackAccepted(reply_id=reply_id, rating=body.rating), status=202), origin)

@@ -419,6 +419,11 @@ class ApiKeyPage(Out):
     next_cursor: str | None
 
 
+class TenantQuery(PageQuery):
+    q: str | None = Field(None, max_length=200, description="Only tenants whose name contains this (any case)")
+    order: Literal["oldest", "newest"] = Field("oldest", description="Oldest first (the default) or newest first")
+
+
 class TenantPage(Out):
     data: list[TenantOut]
     next_cursor: str | None

@@ -23,10 +23,15 @@ async def get_tenant(conn, tenant_id: uuid.UUID, *, lock: bool = False):
                                + (" FOR UPDATE" if lock else ""), tenant_id)
 
 
-async def list_tenants(conn, after: tuple[datetime, uuid.UUID] | None, limit: int):
+async def list_tenants(conn, after: tuple[datetime, uuid.UUID] | None, limit: int, *, name: str | None = None,
+                       newest_first: bool = False):
+    """Keyset-paginated on (created_at, id), either way; ``name``: contains, any case."""
+    pattern = None if not name else "%" + name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    before_or_after, direction = ("<", "DESC") if newest_first else (">", "ASC")
     return await conn.fetch(
-        f"SELECT {TENANT_COLUMNS} FROM tenants WHERE ($1::timestamptz IS NULL OR (created_at, id) > ($1, $2)) "
-        "ORDER BY created_at, id LIMIT $3", after[0] if after else None, after[1] if after else None, limit)
+        f"SELECT {TENANT_COLUMNS} FROM tenants WHERE ($1::timestamptz IS NULL OR (created_at, id) {before_or_after} ($1, $2)) "
+        f"AND ($4::text IS NULL OR name ILIKE $4) ORDER BY created_at {direction}, id {direction} LIMIT $3",
+        after[0] if after else None, after[1] if after else None, limit, pattern)
 
 
 async def update_tenant(conn, tenant_id: uuid.UUID, *, name: str | None = None, limits: dict | None = None):

@@ -6,17 +6,26 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime, timezone
 
-from aiohttp import web
+from dataclasses import dataclass
+from typing import Any
 
 from common import events as ev
 from common.bus import BusError
+from common.errors import ServiceError, unavailable
 from common.logging import get_logger
-from common.web import BUS, POOL, ApiError
 from services.gateway import repository
 from services.gateway.auth import new_token
-from services.gateway.clients import CONVERSATION
 
 log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Deps:
+    """What the use cases work with: the gateway's database, the bus, and the conversation
+    service's client (the route modules build it from the app: clients.deps(app))."""
+    pool: Any
+    bus: Any
+    conversation: Any
 
 
 def month_start(now: datetime | None = None) -> date:
@@ -37,7 +46,7 @@ def snapshot(row) -> ev.ChatbotSnapshot:
         suggested_questions=list(config.get("suggested_questions", [])))
 
 
-async def accept_message(app: web.Application, chatbot, conversation_id: uuid.UUID, visitor_id: uuid.UUID,
+async def accept_message(deps: Deps, chatbot, conversation_id: uuid.UUID, visitor_id: uuid.UUID,
                          text: str, client_message_id: str, *, history: list[ev.HistoryMessage] | None = None,
                          channel: str = "widget") -> uuid.UUID:
     """Count the message against the tenant's monthly quota and publish it with a broker
@@ -45,11 +54,11 @@ async def accept_message(app: web.Application, chatbot, conversation_id: uuid.UU
     # the same client message id always maps to the same message id: retries are harmless
     message_id = uuid.uuid5(conversation_id, client_message_id)
     month = month_start()
-    async with app[POOL].acquire() as conn, conn.transaction():
+    async with deps.pool.acquire() as conn, conn.transaction():
         tenant = await repository.get_tenant(conn, chatbot["tenant_id"])
         if not await repository.count_message(conn, chatbot["tenant_id"], month, tenant["monthly_message_quota"],
                                               message_id):
-            raise ApiError(403, "quota_exceeded", "this chatbot has used its messages for the month")
+            raise ServiceError(403, "quota_exceeded", "this chatbot has used its messages for the month")
         # the order this conversation's messages are answered in, whichever gateway took them;
         # a retry keeps its first number
         seq = await repository.message_seq(conn, conversation_id, message_id)
@@ -58,15 +67,14 @@ async def accept_message(app: web.Application, chatbot, conversation_id: uuid.UU
         visitor_id=visitor_id, message_id=message_id, client_message_id=client_message_id,
         text=text, chatbot=snapshot(chatbot), history=history, channel=channel, seq=seq)
     try:
-        await app[BUS].publish(event)
+        await deps.bus.publish(event)
     except BusError as exc:
         log.error("message_not_accepted", error=repr(exc))
-        async with app[POOL].acquire() as conn:
+        async with deps.pool.acquire() as conn:
             await repository.uncount_message(conn, chatbot["tenant_id"], month, message_id)
-        raise ApiError(503, "unavailable", "the message could not be accepted; try again",
-                       headers={"Retry-After": "2"}) from None
+        raise unavailable("the message could not be accepted; try again") from None
     try:  # the gateway holding the visitor's stream starts waiting for the reply
-        await app[BUS].publish(ev.VisitorMessageAcceptedEvent(
+        await deps.bus.publish(ev.VisitorMessageAcceptedEvent(
             tenant_id=chatbot["tenant_id"], chatbot_id=chatbot["id"], conversation_id=conversation_id,
             message_id=message_id))
     except BusError:  # a transient marker; the message itself is safe
@@ -74,27 +82,26 @@ async def accept_message(app: web.Application, chatbot, conversation_id: uuid.UU
     return message_id
 
 
-async def publish_confirmed(app: web.Application, event: ev.Event) -> None:
+async def publish_confirmed(deps: Deps, event: ev.Event) -> None:
     """Publish with the broker's confirm, or answer 503: once this returns, the event is on disk."""
     try:
-        await app[BUS].publish(event)
+        await deps.bus.publish(event)
     except BusError as exc:
-        log.error("event_not_published", event=event.name(), error=repr(exc))
-        raise ApiError(503, "unavailable", "the request could not be taken; try again",
-                       headers={"Retry-After": "2"}) from None
+        log.error("event_not_published", event_type=event.name(), error=repr(exc))
+        raise unavailable("the request could not be taken; try again") from None
 
 
-async def cancel_reply(app: web.Application, tenant_id: uuid.UUID, reply_id: str, *,
+async def cancel_reply(deps: Deps, tenant_id: uuid.UUID, reply_id: str, *,
                        conversation_id: uuid.UUID | None = None) -> None:
     """Ask the ai process streaming the reply to stop (ReplyCancelRequestedEvent). Another
     tenant's reply is 404, one of another conversation too; a reply that ended is 409."""
-    reply = await app[CONVERSATION].request("GET", f"/internal/replies/{reply_id}",
+    reply = await deps.conversation.request("GET", f"/internal/replies/{reply_id}",
                                             params={"tenant_id": str(tenant_id)})
     if conversation_id is not None and reply["conversation_id"] != str(conversation_id):
-        raise ApiError(404, "not_found", "no such reply in this conversation")
+        raise ServiceError(404, "not_found", "no such reply in this conversation")
     if reply["status"] in ("completed", "failed"):
-        raise ApiError(409, "reply_finished", f"the reply already ended ({reply['status']})")
-    await publish_confirmed(app, ev.ReplyCancelRequestedEvent(
+        raise ServiceError(409, "reply_finished", f"the reply already ended ({reply['status']})")
+    await publish_confirmed(deps, ev.ReplyCancelRequestedEvent(
         tenant_id=tenant_id, chatbot_id=uuid.UUID(reply["chatbot_id"]),
         conversation_id=uuid.UUID(reply["conversation_id"]), reply_id=uuid.UUID(reply_id)))
 

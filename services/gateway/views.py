@@ -18,7 +18,7 @@ from services.gateway.models import (AdminTenantPatch, ApiKeyIn, ApiKeyOut, ApiK
                                      ChatbotPage, ChatbotPatch, ConversationPage, ConversationQuery, EmbedSnippet,
                                      InviteLink, PageQuery, PlanLimits, PlanUsage, TenantConversationQuery,
                                      TenantCreated, TenantDeleteIn, TenantIn, TenantOut, TenantPage, TenantPatch,
-                                     TenantWithUsage, Transcript)
+                                     TenantQuery, TenantWithUsage, Transcript)
 from services.gateway.settings import Settings
 
 
@@ -73,11 +73,14 @@ async def create_tenant(ctx: Ctx) -> web.Response:
                                        owner_invite=owner_invite), status=201)
 
 
-@op("GET", "/api/v1/admin/tenants", summary="List tenants", tag="Admin", auth="admin", query=PageQuery,
+@op("GET", "/api/v1/admin/tenants", summary="List tenants", tag="Admin", auth="admin", query=TenantQuery,
     response=TenantPage)
 async def list_tenants(ctx: Ctx) -> web.Response:
+    """Oldest first by default, or newest first; `q` finds tenants by name."""
+    q: TenantQuery = ctx.query
     async with ctx.request.app[POOL].acquire() as conn:
-        rows = await repository.list_tenants(conn, pagination.decode(ctx.query.cursor), ctx.query.limit + 1)
+        rows = await repository.list_tenants(conn, pagination.decode(q.cursor), q.limit + 1, name=q.q,
+                                             newest_first=q.order == "newest")
     return json_response(pagination.page(rows, ctx.query.limit, lambda r: tenant_out(r).model_dump(mode="json")))
 
 

@@ -18,7 +18,7 @@ from pydantic import ConfigDict, Field
 from common import events as ev
 from common.logging import bind_contextvars, get_logger
 from common.web import POOL, ApiError, json_response, read_json
-from services.gateway import auth, ratelimit, repository, service
+from services.gateway import auth, clients, ratelimit, repository, service
 from services.gateway.api import CLIENT_IP, Ctx, Operations
 from services.gateway.clients import CONVERSATION, INTERNAL
 from services.gateway.models import (ConversationIn, ConversationStarted, HandoffRequested, MessageAccepted,
@@ -185,7 +185,7 @@ async def post_message(ctx: Ctx) -> web.Response:
         raise ApiError(422, "empty_message", "the message is empty")
     if len(text) > settings.max_message_chars:
         raise ApiError(413, "message_too_long", f"messages are limited to {settings.max_message_chars} characters")
-    message_id = await service.accept_message(request.app, chatbot, visitor.conversation_id, visitor.visitor_id, text,
+    message_id = await service.accept_message(clients.deps(request.app), chatbot, visitor.conversation_id, visitor.visitor_id, text,
                                       body.client_message_id)
     log.info("visitor_message_accepted", message_id=str(message_id))
     return cors(json_response(MessageAccepted(message_id=message_id, conversation_id=visitor.conversation_id),
@@ -272,7 +272,7 @@ async def cancel_visitor_reply(ctx: Ctx) -> web.Response:
     visitor = await _visitor(ctx, chatbot)
     origin = check_origin(ctx.request, chatbot)
     reply_id = ctx.request.match_info["reply_id"]
-    await service.cancel_reply(ctx.request.app, visitor.tenant_id, reply_id, conversation_id=visitor.conversation_id)
+    await service.cancel_reply(clients.deps(ctx.request.app), visitor.tenant_id, reply_id, conversation_id=visitor.conversation_id)
     return cors(json_response(ReplyCancelled(reply_id=reply_id), status=202), origin)
 
 
@@ -328,7 +328,7 @@ async def request_handoff(ctx: Ctx) -> web.Response:
     origin = check_origin(request, chatbot)
     await ratelimit.enforce(request, request.app[POOL], str(visitor.visitor_id),
                             request.app[SETTINGS_KEY].visitor_limit)
-    await service.publish_confirmed(request.app, ev.HandoffRequestedEvent(
+    await service.publish_confirmed(clients.deps(request.app), ev.HandoffRequestedEvent(
         tenant_id=visitor.tenant_id, chatbot_id=chatbot["id"], conversation_id=visitor.conversation_id,
         visitor_id=visitor.visitor_id))
     log.info("handoff_requested")

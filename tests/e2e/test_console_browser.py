@@ -164,6 +164,9 @@ async def test_an_owner_invites_an_editor_who_builds_a_chatbot_feeds_it_a_pdf_an
     # asks in the preview and sees the grounded answer with its citation
     await editor.goto(f"{site}/console/#/chatbots/{chatbot_id}")
     preview = editor.frame_locator("iframe[title='Chat preview']")
+    # the frame's script has run (the textarea is in its HTML before that, and an Enter
+    # pressed then would go nowhere)
+    await expect(preview.locator("#bot-name")).to_have_text("Bike helper")
     await preview.locator("#input").fill("Until when can I return a rental bike?")
     await preview.locator("#input").press("Enter")
     answer = preview.locator(".message.assistant:not(.greeting)").last

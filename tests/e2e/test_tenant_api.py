@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 
 import aiohttp
 import jwt
@@ -585,3 +586,23 @@ async def test_large_deep_malformed_or_oddly_encoded_json_gets_a_4xx(api, stack)
     assert got["name"] == name
     status, listed = await api.call("GET", "/api/v1/chatbots", key=key)
     assert [b["name"] for b in listed["data"]] == [name]
+
+
+async def test_the_admin_finds_tenants_by_name_newest_first_page_by_page(api, stack):
+    """However many tenants the platform has, the admin finds a new one: newest first, by name."""
+    tag = uuid.uuid4().hex[:8]
+    made = [(await api.tenant(stack.admin_key, f"Findme {tag} {i}"))["tenant"]["id"] for i in range(3)]
+    await api.tenant(stack.admin_key, f"Other {tag}")
+    status, page = await api.call("GET", "/api/v1/admin/tenants", key=stack.admin_key,
+                                  params={"q": f"findme {tag}", "order": "newest", "limit": 2})
+    assert status == 200, page
+    assert [t["id"] for t in page["data"]] == made[::-1][:2] and page["next_cursor"]
+    status, rest = await api.call("GET", "/api/v1/admin/tenants", key=stack.admin_key,
+                                  params={"q": f"findme {tag}", "order": "newest", "limit": 2,
+                                          "cursor": page["next_cursor"]})
+    assert [t["id"] for t in rest["data"]] == [made[0]] and rest["next_cursor"] is None
+    # LIKE's wildcards are plain characters in a search
+    status, none = await api.call("GET", "/api/v1/admin/tenants", key=stack.admin_key, params={"q": "%_%"})
+    assert status == 200 and none["data"] == []
+    status, body = await api.call("GET", "/api/v1/admin/tenants", key=stack.admin_key, params={"order": "sideways"})
+    assert status == 422 and body["error"]["code"] == "validation_error"

@@ -29,6 +29,38 @@ export function useLoad(loader, deps = []) {
   return { ...state, reload: run };
 }
 
+/**
+ * What a form (or a button) does when used: `run(action)` makes the handler. It clears the
+ * last message, runs `action`; a string it returns is the success message (`done`), an error
+ * it throws is kept in `error`, put in words by `explain(err)` (a page's own wording for an
+ * error code). The person's input is never cleared on an error.
+ */
+export function useAction(explain = (err) => err) {
+  const [error, setError] = useState(null);
+  const [done, setDone] = useState("");
+  const [busy, setBusy] = useState(false);
+  const run = (action) => async (event) => {
+    if (event && event.preventDefault) event.preventDefault();
+    setError(null);
+    setDone("");
+    setBusy(true);
+    try {
+      const message = await action(event);
+      if (typeof message === "string") setDone(message);
+    } catch (err) {
+      setError(explain(err));
+    } finally {
+      setBusy(false);
+    }
+  };
+  return { run, error, setError, done, busy };
+}
+
+/** Refuse with a message the person can act on (for useAction's actions). */
+export function refuse(message) {
+  throw Object.assign(new Error(message), { code: "invalid_input" });
+}
+
 /** Run `tick` every `ms` while `active` is true (e.g. while a document is indexing). */
 export function usePoll(tick, ms, active) {
   useEffect(() => {

@@ -5,7 +5,7 @@
 import * as THREE from "three";
 import { GLTFLoader } from "three/examples/jsm/loaders/GLTFLoader.js";
 import { OrbitControls } from "three/examples/jsm/controls/OrbitControls.js";
-import { analyse } from "../../src/widget/framing.js";
+import { createStage } from "../../src/widget/stage.js";
 
 const FADE_S = 0.3;
 
@@ -22,20 +22,8 @@ function webgl() {
 export async function createViewer(container, url) {
   if (!webgl()) throw new Error("This browser cannot show 3D models (WebGL is off).");
   const gltf = await new GLTFLoader().loadAsync(url);
-  const renderer = new THREE.WebGLRenderer({ antialias: true, alpha: true });
-  renderer.setPixelRatio(Math.min(window.devicePixelRatio || 1, 2));
-  renderer.outputColorSpace = THREE.SRGBColorSpace;
+  const { renderer, scene, camera, framing } = createStage(container, gltf);
   renderer.domElement.setAttribute("aria-hidden", "true");
-  container.appendChild(renderer.domElement);
-  const scene = new THREE.Scene();
-  scene.add(new THREE.HemisphereLight(0xffffff, 0x666677, 2.2));
-  const key = new THREE.DirectionalLight(0xffffff, 2.0);
-  key.position.set(1.5, 2.5, 3);
-  scene.add(key);
-  scene.add(gltf.scene);
-
-  const camera = new THREE.PerspectiveCamera(30, 1, 0.01, 100);
-  const framing = analyse(gltf.scene);
   const controls = new OrbitControls(camera, renderer.domElement);
   controls.enableDamping = true;
 

@@ -3,7 +3,7 @@
 // container's data-clip (and window.__avatarchat.clip) for tests and for curious tenants.
 import * as THREE from "three";
 import { GLTFLoader } from "three/examples/jsm/loaders/GLTFLoader.js";
-import { analyse } from "./framing.js";
+import { createStage } from "./stage.js";
 import { LipSync, findMouth } from "./lipsync.js";
 
 const FADE_S = 0.35;
@@ -41,21 +41,7 @@ export async function createAvatar(container, { modelUrl, animationMap, reducedM
     console.warn("avatarchat: the avatar model did not load", error);
     return createPortrait(container);
   }
-  const renderer = new THREE.WebGLRenderer({ antialias: true, alpha: true, powerPreference: "low-power" });
-  renderer.setPixelRatio(Math.min(window.devicePixelRatio || 1, 2));
-  renderer.outputColorSpace = THREE.SRGBColorSpace;
-  container.appendChild(renderer.domElement);
-
-  const scene = new THREE.Scene();
-  scene.add(new THREE.HemisphereLight(0xffffff, 0x666677, 2.2));
-  const key = new THREE.DirectionalLight(0xffffff, 2.0);
-  key.position.set(1.5, 2.5, 3);
-  scene.add(key);
-  scene.add(gltf.scene);
-
-  // frame the model from its own geometry (framing.js): upright, head fully in view
-  const camera = new THREE.PerspectiveCamera(30, 1, 0.01, 100);
-  const framing = analyse(gltf.scene);
+  const { renderer, scene, camera, framing } = createStage(container, gltf, { powerPreference: "low-power" });
   let view = "full";
 
   const mouth = findMouth(gltf.scene);

@@ -514,6 +514,8 @@ ui.input.addEventListener("keydown", (event) => {
     ui.form.requestSubmit();
   }
 });
+// the box is disabled in the page until this script can send what is typed in it
+ui.input.disabled = false;
 ui.stop.addEventListener("click", async () => {
   if (!streamingReply || !session) return;
   stopVoice();

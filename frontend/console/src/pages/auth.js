@@ -3,7 +3,7 @@
 import { useState } from "preact/hooks";
 import { api } from "../api.js";
 import { adopt } from "../session.js";
-import { html, ErrorMessage, Field, Loading, useLoad, go } from "../ui.js";
+import { html, ErrorMessage, Field, Loading, useAction, refuse, useLoad, go } from "../ui.js";
 
 function AuthFrame({ title, children, intro }) {
   document.title = `${title} · avatarchat console`;
@@ -25,21 +25,11 @@ function messageFor(error) {
 export function SignIn({ onSignedIn }) {
   const [email, setEmail] = useState("");
   const [password, setPassword] = useState("");
-  const [error, setError] = useState(null);
-  const [busy, setBusy] = useState(false);
-  const submit = async (event) => {
-    event.preventDefault();
-    setBusy(true);
-    setError(null);
-    try {
-      const info = await api("/api/v1/auth/login", { method: "POST", body: { email, password }, quiet401: true });
-      onSignedIn(adopt(info));
-    } catch (err) {
-      setError(messageFor(err));
-    } finally {
-      setBusy(false);
-    }
-  };
+  const { run, error, busy } = useAction(messageFor);
+  const submit = run(async () => {
+    const info = await api("/api/v1/auth/login", { method: "POST", body: { email, password }, quiet401: true });
+    onSignedIn(adopt(info));
+  });
   return html`<${AuthFrame} title="Sign in">
     <form onSubmit=${submit} aria-describedby=${error ? "signin-error" : undefined}>
       <${Field} label="Email" type="email" value=${email} onInput=${setEmail} autocomplete="username" required />
@@ -50,6 +40,12 @@ export function SignIn({ onSignedIn }) {
     <p class="aside">Forgot your password? Ask an owner of your workspace for a reset link.</p>
     <p class="aside"><a href="#/admin/login">Platform admin sign-in</a></p>
   </${AuthFrame}>`;
+}
+
+/** A new password the person typed twice: the same, and long enough (the API's rule). */
+function newPassword(password, confirm) {
+  if (password !== confirm) refuse("The two passwords are not the same.");
+  if (password.length < 10) refuse("Choose a password of at least 10 characters.");
 }
 
 function linkProblem(error, kind) {
@@ -63,8 +59,8 @@ export function AcceptInvite({ token, onSignedIn }) {
   const invite = useLoad(() => api(`/api/v1/auth/invites/${encodeURIComponent(token)}`, { quiet401: true }), [token]);
   const [password, setPassword] = useState("");
   const [confirm, setConfirm] = useState("");
-  const [error, setError] = useState(null);
-  const [busy, setBusy] = useState(false);
+  const { run, error, busy } = useAction((err) => (err.code === "invalid_credentials"
+    ? "That is not the password of your existing account." : linkProblem(err, "invite")));
   if (invite.loading) return html`<${AuthFrame} title="Accept your invitation"><${Loading} /></${AuthFrame}>`;
   if (invite.error) {
     return html`<${AuthFrame} title="Accept your invitation">
@@ -73,29 +69,13 @@ export function AcceptInvite({ token, onSignedIn }) {
   }
   const info = invite.data;
   const existing = info.existing_user;
-  const submit = async (event) => {
-    event.preventDefault();
-    setError(null);
-    if (!existing && password !== confirm) {
-      setError("The two passwords are not the same.");
-      return;
-    }
-    if (!existing && password.length < 10) {
-      setError("Choose a password of at least 10 characters.");
-      return;
-    }
-    setBusy(true);
-    try {
-      const session = await api(`/api/v1/auth/invites/${encodeURIComponent(token)}/accept`,
-        { method: "POST", body: { password }, quiet401: true });
-      onSignedIn(adopt(session));
-      go("#/chatbots");
-    } catch (err) {
-      setError(err.code === "invalid_credentials" ? "That is not the password of your existing account." : linkProblem(err, "invite"));
-    } finally {
-      setBusy(false);
-    }
-  };
+  const submit = run(async () => {
+    if (!existing) newPassword(password, confirm);
+    const session = await api(`/api/v1/auth/invites/${encodeURIComponent(token)}/accept`,
+      { method: "POST", body: { password }, quiet401: true });
+    onSignedIn(adopt(session));
+    go("#/chatbots");
+  });
   return html`<${AuthFrame} title="Accept your invitation"
       intro=${`${info.email} is invited to ${info.tenant_name} as ${info.role}.`}>
     <form onSubmit=${submit}>
@@ -117,9 +97,8 @@ export function ResetPassword({ token }) {
   const reset = useLoad(() => api(`/api/v1/auth/resets/${encodeURIComponent(token)}`, { quiet401: true }), [token]);
   const [password, setPassword] = useState("");
   const [confirm, setConfirm] = useState("");
-  const [error, setError] = useState(null);
   const [done, setDone] = useState(false);
-  const [busy, setBusy] = useState(false);
+  const { run, error, busy } = useAction((err) => linkProblem(err, "reset"));
   if (reset.loading) return html`<${AuthFrame} title="Choose a new password"><${Loading} /></${AuthFrame}>`;
   if (done) {
     return html`<${AuthFrame} title="Password changed">
@@ -131,27 +110,11 @@ export function ResetPassword({ token }) {
       <${ErrorMessage} error=${linkProblem(reset.error, "reset")} />
       <p><a href="#/login">Go to sign in</a></p></${AuthFrame}>`;
   }
-  const submit = async (event) => {
-    event.preventDefault();
-    setError(null);
-    if (password !== confirm) {
-      setError("The two passwords are not the same.");
-      return;
-    }
-    if (password.length < 10) {
-      setError("Choose a password of at least 10 characters.");
-      return;
-    }
-    setBusy(true);
-    try {
-      await api(`/api/v1/auth/resets/${encodeURIComponent(token)}`, { method: "POST", body: { password }, quiet401: true });
-      setDone(true);
-    } catch (err) {
-      setError(linkProblem(err, "reset"));
-    } finally {
-      setBusy(false);
-    }
-  };
+  const submit = run(async () => {
+    newPassword(password, confirm);
+    await api(`/api/v1/auth/resets/${encodeURIComponent(token)}`, { method: "POST", body: { password }, quiet401: true });
+    setDone(true);
+  });
   return html`<${AuthFrame} title="Choose a new password" intro=${`For ${reset.data.email}.`}>
     <form onSubmit=${submit}>
       <input type="email" name="email" value=${reset.data.email} autocomplete="username" readonly hidden />
@@ -167,23 +130,13 @@ export function ResetPassword({ token }) {
 
 export function AdminSignIn({ onSignedIn }) {
   const [key, setKey] = useState("");
-  const [error, setError] = useState(null);
-  const [busy, setBusy] = useState(false);
-  const submit = async (event) => {
-    event.preventDefault();
-    setBusy(true);
-    setError(null);
-    try {
-      const info = await api("/api/v1/auth/admin-login", { method: "POST", body: { admin_key: key }, quiet401: true });
-      setKey(""); // the key is not kept anywhere once it has opened a session
-      onSignedIn(adopt(info));
-      go("#/admin");
-    } catch (err) {
-      setError(err.status === 401 ? "That admin key is not right." : messageFor(err));
-    } finally {
-      setBusy(false);
-    }
-  };
+  const { run, error, busy } = useAction((err) => (err.status === 401 ? "That admin key is not right." : messageFor(err)));
+  const submit = run(async () => {
+    const info = await api("/api/v1/auth/admin-login", { method: "POST", body: { admin_key: key }, quiet401: true });
+    setKey(""); // the key is not kept anywhere once it has opened a session
+    onSignedIn(adopt(info));
+    go("#/admin");
+  });
   return html`<${AuthFrame} title="Platform admin sign-in"
       intro="Sign in once with the platform's ADMIN_API_KEY; the console then uses a session.">
     <form onSubmit=${submit}>

@@ -3,7 +3,7 @@
 import { useEffect, useRef, useState } from "preact/hooks";
 import { get, put, del, upload } from "../api.js";
 import { can, useSession } from "../session.js";
-import { html, Page, Loaded, Empty, ErrorMessage, Notice, Field, useLoad, fmtBytes } from "../ui.js";
+import { html, Page, Loaded, Empty, ErrorMessage, Notice, Field, useAction, refuse, useLoad, fmtBytes } from "../ui.js";
 import { ChatbotPicker } from "./knowledge.js";
 
 const MAX_MODEL_BYTES = 20 * 1024 * 1024;
@@ -11,40 +11,25 @@ const MAX_MODEL_BYTES = 20 * 1024 * 1024;
 function Upload({ onUploaded }) {
   const [name, setName] = useState("");
   const [file, setFile] = useState(null);
-  const [error, setError] = useState(null);
-  const [busy, setBusy] = useState(false);
+  const { run, error, busy } = useAction();
   const fileInput = useRef(null);
-  const submit = async (event) => {
-    event.preventDefault();
-    setError(null);
-    if (!file) {
-      setError("Choose a .glb file to upload.");
-      return;
-    }
+  const submit = run(async () => {
+    if (!file) refuse("Choose a .glb file to upload.");
     if (!file.name.toLowerCase().endsWith(".glb")) {
-      setError(`${file.name} is not a .glb file. Export your model as binary glTF (.glb) and upload that.`);
-      return;
+      refuse(`${file.name} is not a .glb file. Export your model as binary glTF (.glb) and upload that.`);
     }
     if (file.size > MAX_MODEL_BYTES) {
-      setError(`${file.name} is ${fmtBytes(file.size)}: models can be at most ${fmtBytes(MAX_MODEL_BYTES)}.`);
-      return;
+      refuse(`${file.name} is ${fmtBytes(file.size)}: models can be at most ${fmtBytes(MAX_MODEL_BYTES)}.`);
     }
     const form = new FormData();
     if (name) form.append("name", name);
     form.append("file", file, file.name);
-    setBusy(true);
-    try {
-      const avatar = await upload("/api/v1/avatars", form);
-      setName("");
-      setFile(null);
-      if (fileInput.current) fileInput.current.value = "";
-      onUploaded(avatar);
-    } catch (err) {
-      setError(err);
-    } finally {
-      setBusy(false);
-    }
-  };
+    const avatar = await upload("/api/v1/avatars", form);
+    setName("");
+    setFile(null);
+    if (fileInput.current) fileInput.current.value = "";
+    onUploaded(avatar);
+  });
   return html`<form class="card" onSubmit=${submit} aria-labelledby="avatar-upload-title">
     <h2 id="avatar-upload-title">Upload an avatar</h2>
     <${Field} label="Name" value=${name} onInput=${setName} maxlength="200" />
@@ -97,22 +82,14 @@ function MapForm({ avatar, behaviours, viewer, editable, onSaved }) {
   const clipNames = avatar.clips.map((c) => c.name);
   const locked = !editable || avatar.default; // the map is read-only; playing stays possible
   const [map, setMap] = useState({ ...(avatar.animation_map || {}) });
-  const [error, setError] = useState(null);
-  const [saved, setSaved] = useState("");
+  const { run, error, done: saved } = useAction();
   useEffect(() => setMap({ ...(avatar.animation_map || {}) }), [avatar.id]);
-  const save = async (event) => {
-    event.preventDefault();
-    setError(null);
-    setSaved("");
+  const save = run(async () => {
     const clean = Object.fromEntries(Object.entries(map).filter(([, clip]) => clip));
-    try {
-      await put(`/api/v1/avatars/${avatar.id}/animation-map`, { animation_map: clean });
-      setSaved("The behaviour map is saved.");
-      onSaved();
-    } catch (err) {
-      setError(err);
-    }
-  };
+    await put(`/api/v1/avatars/${avatar.id}/animation-map`, { animation_map: clean });
+    onSaved();
+    return "The behaviour map is saved.";
+  });
   return html`<form class="card" onSubmit=${save} aria-labelledby="map-title">
     <h2 id="map-title">Behaviours → clips</h2>
     <p class="hint">Which clip the avatar plays for each behaviour the chatbot shows.</p>
@@ -139,19 +116,12 @@ function MapForm({ avatar, behaviours, viewer, editable, onSaved }) {
 function ChooseForChatbot({ avatar, editable }) {
   const [chatbotId, setChatbotId] = useState("");
   const current = useLoad(() => (chatbotId ? get(`/api/v1/chatbots/${chatbotId}/avatar`) : Promise.resolve(null)), [chatbotId]);
-  const [error, setError] = useState(null);
-  const [done, setDone] = useState("");
-  const choose = async () => {
-    setError(null);
-    setDone("");
-    try {
-      await put(`/api/v1/chatbots/${chatbotId}/avatar`, { avatar_id: avatar.default ? null : avatar.id });
-      setDone(`The chatbot now shows ${avatar.name}.`);
-      current.reload();
-    } catch (err) {
-      setError(err);
-    }
-  };
+  const { run, error, done } = useAction();
+  const choose = run(async () => {
+    await put(`/api/v1/chatbots/${chatbotId}/avatar`, { avatar_id: avatar.default ? null : avatar.id });
+    current.reload();
+    return `The chatbot now shows ${avatar.name}.`;
+  });
   const uses = current.data && current.data.avatar_id === avatar.id;
   return html`<section class="card" aria-labelledby="choose-title">
     <h2 id="choose-title">Use it on a chatbot</h2>
@@ -169,20 +139,15 @@ export function Avatars() {
   const behaviours = useLoad(() => get("/api/v1/avatar-behaviours"), []);
   const [selected, setSelected] = useState(null);
   const [viewer, setViewer] = useState(null);
-  const [error, setError] = useState(null);
+  const { run, error } = useAction();
   const avatars = list.data ? list.data.data : [];
   const avatar = avatars.find((a) => a.id === selected) || avatars.find((a) => !a.default) || avatars[0];
-  const remove = async () => {
+  const remove = run(async () => {
     if (!window.confirm(`Delete ${avatar.name}?`)) return;
-    setError(null);
-    try {
-      await del(`/api/v1/avatars/${avatar.id}`);
-      setSelected(null);
-      list.reload();
-    } catch (err) {
-      setError(err);
-    }
-  };
+    await del(`/api/v1/avatars/${avatar.id}`);
+    setSelected(null);
+    list.reload();
+  });
   return html`<${Page} title="Avatars">
     ${editable ? html`<${Upload} onUploaded=${(a) => { setSelected(a.id); list.reload(); }} />` : null}
     <${Loaded} state=${list} what="Loading avatars…">${() => avatars.length === 0 ? html`<${Empty} title="No avatars" />` : html`

@@ -2,27 +2,17 @@
 import { useEffect, useRef, useState } from "preact/hooks";
 import { get, post, patch, del } from "../api.js";
 import { can, useSession } from "../session.js";
-import { html, Page, Loaded, Empty, ErrorMessage, Notice, Field, CopyBox, useLoad, fmtDate, go } from "../ui.js";
+import { html, Page, Loaded, Empty, ErrorMessage, Notice, Field, CopyBox, useAction, useLoad, fmtDate, go } from "../ui.js";
 
 export function Chatbots() {
   const session = useSession();
   const list = useLoad(() => get("/api/v1/chatbots?limit=100"), []);
   const [name, setName] = useState("");
-  const [error, setError] = useState(null);
-  const [busy, setBusy] = useState(false);
-  const create = async (event) => {
-    event.preventDefault();
-    setBusy(true);
-    setError(null);
-    try {
-      const bot = await post("/api/v1/chatbots", { name });
-      go(`#/chatbots/${bot.id}`);
-    } catch (err) {
-      setError(err);
-    } finally {
-      setBusy(false);
-    }
-  };
+  const { run, error, busy } = useAction();
+  const create = run(async () => {
+    const bot = await post("/api/v1/chatbots", { name });
+    go(`#/chatbots/${bot.id}`);
+  });
   return html`<${Page} title="Chatbots">
     ${can(session, "edit") ? html`<form class="inline-form card" onSubmit=${create} aria-label="Create a chatbot">
       <${Field} label="New chatbot's name" value=${name} onInput=${setName} required maxlength="200" />
@@ -120,9 +110,7 @@ export function ChatbotEditor({ id }) {
   const editable = can(session, "edit");
   const loaded = useLoad(() => get(`/api/v1/chatbots/${id}`), [id]);
   const [form, setForm] = useState(null);
-  const [error, setError] = useState(null);
-  const [saved, setSaved] = useState("");
-  const [busy, setBusy] = useState(false);
+  const { run, error, done: saved, busy } = useAction();
   const [version, setVersion] = useState(0);
   useEffect(() => {
     if (loaded.data && !form) setForm(formOf(loaded.data));
@@ -135,31 +123,17 @@ export function ChatbotEditor({ id }) {
   const bot = loaded.data;
   const set = (key) => (value) => setForm({ ...form, [key]: value });
   const setIn = (group, key) => (value) => setForm({ ...form, [group]: { ...form[group], [key]: value } });
-  const save = async (event) => {
-    event.preventDefault();
-    setBusy(true);
-    setError(null);
-    setSaved("");
-    try {
-      await patch(`/api/v1/chatbots/${id}`, bodyOf(form));
-      setSaved("Saved. The preview now chats with these settings.");
-      setVersion(version + 1);
-      loaded.reload();
-    } catch (err) {
-      setError(err);
-    } finally {
-      setBusy(false);
-    }
-  };
-  const remove = async () => {
+  const save = run(async () => {
+    await patch(`/api/v1/chatbots/${id}`, bodyOf(form));
+    setVersion(version + 1);
+    loaded.reload();
+    return "Saved. The preview now chats with these settings.";
+  });
+  const remove = run(async () => {
     if (!window.confirm(`Delete ${bot.name}? Its knowledge and conversations go with it.`)) return;
-    try {
-      await del(`/api/v1/chatbots/${id}`);
-      go("#/chatbots");
-    } catch (err) {
-      setError(err);
-    }
-  };
+    await del(`/api/v1/chatbots/${id}`);
+    go("#/chatbots");
+  });
   return html`<${Page} title=${bot.name} actions=${html`<a class="button secondary" href=${`#/knowledge/${id}`}>Knowledge</a>
       <a class="button secondary" href="#/avatars">Avatar</a>`}>
     <div class="editor">

@@ -2,7 +2,7 @@
 import { useCallback, useEffect, useState } from "preact/hooks";
 import { get, post, del, upload } from "../api.js";
 import { can, useSession } from "../session.js";
-import { html, Page, Loaded, Empty, ErrorMessage, Notice, Field, Status, useLoad, usePoll, fmtDate, fmtBytes, go } from "../ui.js";
+import { html, Page, Loaded, Empty, ErrorMessage, Notice, Field, Status, useLoad, usePoll, fmtDate, fmtBytes, go, useAction } from "../ui.js";
 
 export const MAX_UPLOAD_BYTES = 20 * 1024 * 1024; // the gateway's limit for one document
 const EXTENSIONS = [".pdf", ".docx", ".txt", ".md", ".markdown", ".html", ".htm"];
@@ -98,22 +98,14 @@ function Uploader({ base, onAdded }) {
 function AddUrl({ base, onAdded }) {
   const [url, setUrl] = useState("");
   const [title, setTitle] = useState("");
-  const [error, setError] = useState(null);
-  const [done, setDone] = useState("");
-  const submit = async (event) => {
-    event.preventDefault();
-    setError(null);
-    setDone("");
-    try {
-      await post(`${base}/documents/url`, title ? { url, title } : { url });
-      setDone(`${url} added; it is being fetched and indexed.`);
-      setUrl("");
-      setTitle("");
-      onAdded();
-    } catch (err) {
-      setError(err);
-    }
-  };
+  const { run, error, done } = useAction();
+  const submit = run(async () => {
+    await post(`${base}/documents/url`, title ? { url, title } : { url });
+    setUrl("");
+    setTitle("");
+    onAdded();
+    return `${url} added; it is being fetched and indexed.`;
+  });
   return html`<form class="card" onSubmit=${submit} aria-labelledby="url-title">
     <h2 id="url-title">Add a web page</h2>
     <${Field} label="Page address" type="url" value=${url} onInput=${setUrl} required placeholder="https://example.com/faq" />
@@ -125,29 +117,21 @@ function AddUrl({ base, onAdded }) {
 
 function Crawl({ base, onAdded }) {
   const [form, setForm] = useState({ source: "start_url", url: "", max_pages: "50", max_depth: "2", include: "", exclude: "", rate: "1" });
-  const [error, setError] = useState(null);
-  const [done, setDone] = useState("");
+  const { run, error, done } = useAction();
   const crawls = useLoad(() => get(`${base}/crawls`), [base]);
   const running = Boolean(crawls.data && crawls.data.data.some((c) => c.status === "running"));
   usePoll(crawls.reload, 2000, running);
   const set = (key) => (value) => setForm({ ...form, [key]: value });
   const patterns = (text) => text.split(/[\n,]/).map((s) => s.trim()).filter(Boolean);
-  const submit = async (event) => {
-    event.preventDefault();
-    setError(null);
-    setDone("");
-    try {
-      await post(`${base}/crawls`, {
-        [form.source]: form.url, max_pages: Number(form.max_pages), max_depth: Number(form.max_depth),
-        include: patterns(form.include), exclude: patterns(form.exclude), rate_per_second: Number(form.rate),
-      });
-      setDone("The crawl has started; its pages appear in the documents below as they are found.");
-      crawls.reload();
-      onAdded();
-    } catch (err) {
-      setError(err);
-    }
-  };
+  const submit = run(async () => {
+    await post(`${base}/crawls`, {
+      [form.source]: form.url, max_pages: Number(form.max_pages), max_depth: Number(form.max_depth),
+      include: patterns(form.include), exclude: patterns(form.exclude), rate_per_second: Number(form.rate),
+    });
+    crawls.reload();
+    onAdded();
+    return "The crawl has started; its pages appear in the documents below as they are found.";
+  });
   return html`<section class="card" aria-labelledby="crawl-title">
     <h2 id="crawl-title">Crawl a website</h2>
     <form onSubmit=${submit}>
@@ -180,16 +164,11 @@ function Progress({ doc }) {
 }
 
 function Documents({ base, docs, editable, onChange }) {
-  const [error, setError] = useState(null);
-  const act = async (fn) => {
-    setError(null);
-    try {
-      await fn();
-      onChange();
-    } catch (err) {
-      setError(err);
-    }
-  };
+  const { run, error } = useAction();
+  const act = (fn) => run(async () => {
+    await fn();
+    onChange();
+  })();
   return html`<section class="card" aria-labelledby="docs-title">
     <h2 id="docs-title">Documents</h2>
     <${ErrorMessage} error=${error} />
@@ -219,16 +198,10 @@ function Documents({ base, docs, editable, onChange }) {
 function Search({ base }) {
   const [query, setQuery] = useState("");
   const [results, setResults] = useState(null);
-  const [error, setError] = useState(null);
-  const submit = async (event) => {
-    event.preventDefault();
-    setError(null);
-    try {
-      setResults((await post(`${base}/search`, { query })).data);
-    } catch (err) {
-      setError(err);
-    }
-  };
+  const { run, error } = useAction();
+  const submit = run(async () => {
+    setResults((await post(`${base}/search`, { query })).data);
+  });
   return html`<section class="card" aria-labelledby="search-title">
     <h2 id="search-title">What would the bot find?</h2>
     <form class="inline-form" onSubmit=${submit} role="search">

@@ -3,7 +3,7 @@
 import { useState } from "preact/hooks";
 import { get, post, put, patch, del } from "../api.js";
 import { can, useSession } from "../session.js";
-import { html, Page, Loaded, Empty, ErrorMessage, Notice, Field, CopyBox, useLoad, fmtDate } from "../ui.js";
+import { html, Page, Loaded, Empty, ErrorMessage, Notice, Field, CopyBox, useAction, refuse, useLoad, fmtDate } from "../ui.js";
 
 function Meter({ label, used, limit }) {
   const share = limit ? Math.min(100, Math.round((100 * used) / limit)) : 0;
@@ -24,25 +24,14 @@ function Usage() {
 function Password() {
   const [current, setCurrent] = useState("");
   const [next, setNext] = useState("");
-  const [error, setError] = useState(null);
-  const [done, setDone] = useState("");
-  const submit = async (event) => {
-    event.preventDefault();
-    setError(null);
-    setDone("");
-    if (next.length < 10) {
-      setError("Choose a new password of at least 10 characters.");
-      return;
-    }
-    try {
-      await post("/api/v1/auth/password", { current_password: current, new_password: next });
-      setCurrent("");
-      setNext("");
-      setDone("Your password is changed.");
-    } catch (err) {
-      setError(err.code === "invalid_credentials" ? "Your current password is not right." : err);
-    }
-  };
+  const { run, error, done } = useAction((err) => (err.code === "invalid_credentials" ? "Your current password is not right." : err));
+  const submit = run(async () => {
+    if (next.length < 10) refuse("Choose a new password of at least 10 characters.");
+    await post("/api/v1/auth/password", { current_password: current, new_password: next });
+    setCurrent("");
+    setNext("");
+    return "Your password is changed.";
+  });
   return html`<form class="card" onSubmit=${submit} aria-labelledby="password-title"><h2 id="password-title">Your password</h2>
     <${Field} label="Current password" type="password" value=${current} onInput=${setCurrent} autocomplete="current-password" required />
     <${Field} label="New password" type="password" value=${next} onInput=${setNext} autocomplete="new-password" required minlength="10" hint="At least 10 characters." />
@@ -55,27 +44,17 @@ function ApiKeys() {
   const [name, setName] = useState("");
   const [scope, setScope] = useState("full");
   const [created, setCreated] = useState(null);
-  const [error, setError] = useState(null);
-  const create = async (event) => {
-    event.preventDefault();
-    setError(null);
-    try {
-      setCreated(await post("/api/v1/api-keys", { name, scope }));
-      setName("");
-      keys.reload();
-    } catch (err) {
-      setError(err);
-    }
-  };
-  const revoke = async (key) => {
+  const { run, error } = useAction();
+  const create = run(async () => {
+    setCreated(await post("/api/v1/api-keys", { name, scope }));
+    setName("");
+    keys.reload();
+  });
+  const revoke = (key) => run(async () => {
     if (!window.confirm(`Revoke ${key.name || key.id}? Anything using it stops working at once.`)) return;
-    try {
-      await del(`/api/v1/api-keys/${key.id}`);
-      keys.reload();
-    } catch (err) {
-      setError(err);
-    }
-  };
+    await del(`/api/v1/api-keys/${key.id}`);
+    keys.reload();
+  })();
   return html`<section class="card" aria-labelledby="keys-title"><h2 id="keys-title">API keys</h2>
     <form class="inline-form" onSubmit=${create} aria-label="Create an API key">
       <${Field} label="Key name" value=${name} onInput=${setName} maxlength="200" />
@@ -105,29 +84,19 @@ function People() {
   const [email, setEmail] = useState("");
   const [role, setRole] = useState("editor");
   const [link, setLink] = useState(null);
-  const [error, setError] = useState(null);
-  const invite = async (event) => {
-    event.preventDefault();
-    setError(null);
-    try {
-      const created = await post("/api/v1/invites", { email, role });
-      setLink({ label: "Invitation link", who: `${created.email} (${created.role})`, url: created.url });
-      setEmail("");
-      invites.reload();
-    } catch (err) {
-      setError(err);
-    }
-  };
-  const act = async (fn) => {
-    setError(null);
-    try {
-      await fn();
-      users.reload();
-      invites.reload();
-    } catch (err) {
-      setError(err.code === "last_owner" ? "A workspace needs at least one owner: make someone else owner first." : err);
-    }
-  };
+  const { run, error } = useAction((err) => (err.code === "last_owner"
+    ? "A workspace needs at least one owner: make someone else owner first." : err));
+  const invite = run(async () => {
+    const created = await post("/api/v1/invites", { email, role });
+    setLink({ label: "Invitation link", who: `${created.email} (${created.role})`, url: created.url });
+    setEmail("");
+    invites.reload();
+  });
+  const act = (fn) => run(async () => {
+    await fn();
+    users.reload();
+    invites.reload();
+  })();
   const resetLink = (user) => act(async () => {
     const created = await post(`/api/v1/users/${user.id}/reset-link`);
     setLink({ label: "Password reset link", who: user.email, url: created.url });
@@ -173,26 +142,16 @@ function ProviderKey({ provider, label, placeholder }) {
   }), [provider]);
   const [key, setKey] = useState("");
   const [baseUrl, setBaseUrl] = useState("");
-  const [error, setError] = useState(null);
-  const save = async (event) => {
-    event.preventDefault();
-    setError(null);
-    try {
-      await put(`/api/v1/provider-keys/${provider}`, baseUrl ? { api_key: key, base_url: baseUrl } : { api_key: key });
-      setKey(""); // never kept in the page once stored
-      stored.reload();
-    } catch (err) {
-      setError(err);
-    }
-  };
-  const forget = async () => {
-    try {
-      await del(`/api/v1/provider-keys/${provider}`);
-      stored.reload();
-    } catch (err) {
-      setError(err);
-    }
-  };
+  const { run, error } = useAction();
+  const save = run(async () => {
+    await put(`/api/v1/provider-keys/${provider}`, baseUrl ? { api_key: key, base_url: baseUrl } : { api_key: key });
+    setKey(""); // never kept in the page once stored
+    stored.reload();
+  });
+  const forget = run(async () => {
+    await del(`/api/v1/provider-keys/${provider}`);
+    stored.reload();
+  });
   return html`<form class="provider" onSubmit=${save} aria-label=${`${label} key`}>
     <h3>${label}</h3>
     <${Loaded} state=${stored}>${(s) => (s ? html`<p>Stored key: <code>${s.key_hint}</code>${s.base_url ? html` at ${s.base_url}` : null}
