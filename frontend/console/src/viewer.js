@@ -5,7 +5,7 @@
 import * as THREE from "three";
 import { GLTFLoader } from "three/examples/jsm/loaders/GLTFLoader.js";
 import { OrbitControls } from "three/examples/jsm/controls/OrbitControls.js";
-import { createStage } from "../../src/widget/stage.js";
+import { createStage, playClip } from "../../src/widget/stage.js";
 
 const FADE_S = 0.3;
 
@@ -39,12 +39,7 @@ export async function createViewer(container, url) {
   function fadeTo(name, once) {
     const action = actions.get(name);
     if (!action) return false;
-    action.reset();
-    action.setLoop(once ? THREE.LoopOnce : THREE.LoopRepeat, once ? 1 : Infinity);
-    action.clampWhenFinished = once;
-    action.enabled = true;
-    if (current && current !== action) action.crossFadeFrom(current, FADE_S, false);
-    action.play();
+    playClip(action, current, once, FADE_S);
     current = action;
     show(name);
     return true;

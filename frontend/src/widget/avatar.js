@@ -3,7 +3,7 @@
 // container's data-clip (and window.__avatarchat.clip) for tests and for curious tenants.
 import * as THREE from "three";
 import { GLTFLoader } from "three/examples/jsm/loaders/GLTFLoader.js";
-import { createStage } from "./stage.js";
+import { createStage, playClip } from "./stage.js";
 import { LipSync, findMouth } from "./lipsync.js";
 
 const FADE_S = 0.35;
@@ -58,12 +58,7 @@ export async function createAvatar(container, { modelUrl, animationMap, reducedM
     const action = actions.get(name);
     if (!action) return false;
     if (current === action && !once) return true;
-    action.reset();
-    action.setLoop(once ? THREE.LoopOnce : THREE.LoopRepeat, once ? 1 : Infinity);
-    action.clampWhenFinished = once;
-    action.enabled = true;
-    if (current && current !== action) action.crossFadeFrom(current, FADE_S, false);
-    action.play();
+    playClip(action, current, once, FADE_S);
     current = action;
     currentName = name;
     expose(container, name);

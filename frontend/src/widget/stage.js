@@ -18,3 +18,13 @@ export function createStage(container, gltf, rendererOptions = {}) {
   const camera = new THREE.PerspectiveCamera(30, 1, 0.01, 100);
   return { renderer, scene, camera, framing: analyse(gltf.scene) };
 }
+
+/** Play `action` (once, holding its last frame, or looped), cross-fading from `previous`. */
+export function playClip(action, previous, once, fadeS) {
+  action.reset();
+  action.setLoop(once ? THREE.LoopOnce : THREE.LoopRepeat, once ? 1 : Infinity);
+  action.clampWhenFinished = once;
+  action.enabled = true;
+  if (previous && previous !== action) action.crossFadeFrom(previous, fadeS, false);
+  action.play();
+}
